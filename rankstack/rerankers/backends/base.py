@@ -1,0 +1,119 @@
+"""The backend interface: a reranker builds prompts and parses outputs; a backend runs them.
+
+Two calls cover every paradigm:
+- :meth:`Backend.next_token_logprobs` — one forward pass per prompt, log-probabilities of a
+  few candidate next tokens (yes/no, score digits, FIRST's letters, ProRank's 0/1);
+- :meth:`Backend.generate` — sampled or greedy completions with token log-probs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """Chat messages plus an optional assistant prefix (FIRST's ``[``, ``<answer>``).
+
+    ``messages`` are ``{"role", "content"}`` dicts rendered with the model's own chat template
+    (generation prompt added); ``assistant_prefix`` is appended verbatim after it. A backend
+    without a chat template joins the messages as plain text.
+    """
+
+    messages: tuple[tuple[str, str], ...]
+    assistant_prefix: str = ""
+
+    @classmethod
+    def chat(cls, user: str, system: str | None = None, assistant_prefix: str = "",
+             history: Sequence[tuple[str, str]] = ()) -> Prompt:
+        msgs: list[tuple[str, str]] = [("system", system)] if system else []
+        msgs += list(history)
+        msgs.append(("user", user))
+        return cls(tuple(msgs), assistant_prefix)
+
+    def as_dicts(self) -> list[dict[str, str]]:
+        return [{"role": r, "content": c} for r, c in self.messages]
+
+    def key(self) -> str:
+        """A stable text key for caches."""
+        return "\x1e".join(f"{r}\x1f{c}" for r, c in self.messages) + "\x1d" + self.assistant_prefix
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    n: int = 1
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = off
+    max_new_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def __post_init__(self):
+        if self.n < 1:
+            raise ValueError("n must be >= 1")
+        if self.temperature == 0.0 and self.n > 1:
+            raise ValueError("n > 1 samples need temperature > 0 (greedy decoding gives n identical outputs)")
+
+
+@dataclass
+class Completion:
+    text: str
+    token_logprobs: list[float] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)
+    finish_reason: str = "stop"
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_logprobs)
+
+    @property
+    def logprob(self) -> float:
+        return float(sum(self.token_logprobs))
+
+
+class BackendError(RuntimeError):
+    """The backend cannot do what was asked (e.g. no log-probs from this server)."""
+
+
+class Backend(ABC):
+    """Runs prompts on one model. Subclasses: ``hf``, ``openai``, ``vllm``."""
+
+    name: str = "backend"
+    model_id: str = ""
+    supports_logprobs: bool = True
+
+    def fingerprint(self) -> str:
+        """Identifies the model for caches: same fingerprint, same outputs."""
+        return f"{self.name}:{self.model_id}"
+
+    # --- token budget ---------------------------------------------------------------
+    @abstractmethod
+    def count_tokens(self, text: str) -> int: ...
+
+    @abstractmethod
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """Cut ``text`` to at most ``max_tokens`` tokens (whole tokens, decoded back)."""
+
+    @property
+    def context_length(self) -> int:
+        return 8192
+
+    # --- model calls ----------------------------------------------------------------
+    @abstractmethod
+    def next_token_logprobs(self, prompts: Sequence[Prompt], candidates: Sequence[str]) -> np.ndarray:
+        """Log-probabilities (float32, over the whole vocabulary) that the next token after each
+        prompt is each candidate string, shape ``(len(prompts), len(candidates))``.
+
+        Each candidate must be a single token of this model's tokenizer (a
+        :class:`BackendError` otherwise). A backend that only sees the top-k alternatives
+        (OpenAI-compatible servers) returns ``-inf`` for candidates outside them.
+        """
+
+    @abstractmethod
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams = SamplingParams()) -> list[list[Completion]]:
+        """``params.n`` completions for each prompt (a list per prompt, in prompt order)."""

@@ -1,0 +1,262 @@
+"""transformers backend: causal LMs from a hub id, a local folder or a GGUF file.
+
+- prompts rendered with the model's chat template;
+- length-sorted batches with left padding;
+- the scored position's output layer computed in fp32 even when the decoder runs in bf16
+  (bf16 logits round to steps of 0.06-0.125 and create ties);
+- ``prefix_reuse``: prompts of a batch that share a token prefix (system prompt + query) run
+  the prefix once and each prompt pays only for its own tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from rankstack.rerankers.backends.base import Backend, BackendError, Completion, Prompt, SamplingParams
+
+log = logging.getLogger(__name__)
+
+
+def _dtype(name):
+    import torch
+
+    if name is None or name == "auto":
+        return None
+    return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+            "float16": torch.float16, "fp16": torch.float16}[name] if isinstance(name, str) else name
+
+
+class HFBackend(Backend):
+    name = "hf"
+
+    def __init__(self, model: str = "smollm2-135m", device: str | None = None, dtype: str | None = "float32",
+                 batch_size: int = 8, threads: int | None = None, prefix_reuse: bool = True,
+                 max_length: int | None = None, model_obj=None, tokenizer=None):
+        import torch
+
+        from rankstack.models import load_causal_lm
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = _dtype(dtype) or (torch.bfloat16 if self.device == "cuda" else torch.float32)
+        if model_obj is not None:
+            self.model, self.tokenizer = model_obj, tokenizer
+            self.model.to(self.device)
+        else:
+            self.model, self.tokenizer = load_causal_lm(model, dtype=self.dtype, device=self.device)
+        self.model_id = str(model)
+        self.batch_size = batch_size
+        self.prefix_reuse = prefix_reuse
+        self._max_length = max_length
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "left"
+        self._cand_cache: dict[str, int] = {}
+
+    def fingerprint(self) -> str:
+        return f"hf:{self.model_id}:{str(self.dtype).replace('torch.', '')}"
+
+    @property
+    def context_length(self) -> int:
+        if self._max_length:
+            return self._max_length
+        n = getattr(self.model.config, "max_position_embeddings", None) or 8192
+        return int(min(n, 32768))
+
+    # --- text ------------------------------------------------------------------------
+    def render(self, prompt: Prompt) -> str:
+        tok = self.tokenizer
+        if getattr(tok, "chat_template", None):
+            text = tok.apply_chat_template(prompt.as_dicts(), tokenize=False, add_generation_prompt=True)
+        else:
+            text = "\n\n".join(c for _, c in prompt.messages) + "\n"
+        return text + prompt.assistant_prefix
+
+    def encode(self, prompt: Prompt) -> list[int]:
+        return self.tokenizer(self.render(prompt), add_special_tokens=False)["input_ids"]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) <= max_tokens:
+            return text
+        return self.tokenizer.decode(ids[:max_tokens], skip_special_tokens=True)
+
+    def token_id(self, candidate: str) -> int:
+        if candidate not in self._cand_cache:
+            ids = self.tokenizer(candidate, add_special_tokens=False)["input_ids"]
+            if len(ids) != 1:
+                raise BackendError(f"{candidate!r} is {len(ids)} tokens for {self.model_id}; a candidate must be one token")
+            self._cand_cache[candidate] = ids[0]
+        return self._cand_cache[candidate]
+
+    # --- scoring -----------------------------------------------------------------------
+    def _last_logprobs(self, batch_ids: list[list[int]]):
+        """Full-vocabulary log-probs (fp32) at the last position of each sequence."""
+        import torch
+
+        if self.prefix_reuse and len(batch_ids) > 1:
+            n = _common_prefix_len(batch_ids)
+            if n >= 16 and all(len(x) > n for x in batch_ids):
+                return self._last_logprobs_shared_prefix(batch_ids, n)
+        pad = self.tokenizer.pad_token_id
+        width = max(len(x) for x in batch_ids)
+        ids = torch.full((len(batch_ids), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch_ids), width), dtype=torch.long)
+        for i, x in enumerate(batch_ids):
+            ids[i, width - len(x):] = torch.tensor(x)
+            mask[i, width - len(x):] = 1
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            out = self.model.get_decoder()(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                           position_ids=pos.to(self.device), use_cache=False)
+            h = out.last_hidden_state[:, -1]
+            return self._head_fp32(h)
+
+    def _head_fp32(self, h):
+        import torch
+
+        w = self.model.get_output_embeddings().weight
+        logits = torch.nn.functional.linear(h.float(), w.float())
+        return torch.log_softmax(logits, dim=-1)
+
+    def _last_logprobs_shared_prefix(self, batch_ids: list[list[int]], n: int):
+        """Run the shared prefix once (batch 1), then every suffix against its KV cache."""
+        import torch
+        from transformers import DynamicCache
+
+        dec = self.model.get_decoder()
+        pad = self.tokenizer.pad_token_id
+        b = len(batch_ids)
+        suffixes = [x[n:] for x in batch_ids]
+        width = max(len(s) for s in suffixes)
+        ids = torch.full((b, width), pad, dtype=torch.long)
+        mask = torch.zeros((b, n + width), dtype=torch.long)
+        mask[:, :n] = 1
+        last = torch.zeros(b, dtype=torch.long)
+        for i, s in enumerate(suffixes):  # right padding: the prefix stays aligned at position 0
+            ids[i, : len(s)] = torch.tensor(s)
+            mask[i, n: n + len(s)] = 1
+            last[i] = len(s) - 1
+        pos = torch.arange(n, n + width).unsqueeze(0).expand(b, -1)
+        with torch.inference_mode():
+            pre = dec(input_ids=torch.tensor([batch_ids[0][:n]], device=self.device), use_cache=True)
+            cache = getattr(pre, "past_key_values", None) or getattr(pre, "cache", None)
+            if hasattr(cache, "batch_repeat_interleave"):
+                cache.batch_repeat_interleave(b)
+            else:  # older/newer cache classes: rebuild from per-layer tensors
+                legacy = [(k.expand(b, -1, -1, -1).contiguous(), v.expand(b, -1, -1, -1).contiguous())
+                          for k, v in cache.to_legacy_cache()]
+                cache = DynamicCache.from_legacy_cache(legacy)
+            out = dec(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                      position_ids=pos.to(self.device), use_cache=True, **{_cache_kwarg(dec): cache})
+            h = out.last_hidden_state[torch.arange(b), last.to(self.device)]
+            return self._head_fp32(h)
+
+    def _batches(self, encoded: list[list[int]]):
+        """Length-sorted batches of indices; prompts sharing a prefix land together."""
+        order = sorted(range(len(encoded)), key=lambda i: (encoded[i][:32], len(encoded[i])))
+        if not self.prefix_reuse:
+            order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        for s in range(0, len(order), self.batch_size):
+            yield order[s: s + self.batch_size]
+
+    def next_token_logprobs(self, prompts: Sequence[Prompt], candidates: Sequence[str]) -> np.ndarray:
+        cand_ids = [self.token_id(c) for c in candidates]
+        encoded = [self.encode(p) for p in prompts]
+        out = np.zeros((len(prompts), len(cand_ids)), dtype=np.float32)
+        for idx in self._batches(encoded):
+            lp = self._last_logprobs([encoded[i] for i in idx])
+            out[idx] = lp[:, cand_ids].cpu().numpy()
+        return out
+
+    def next_token_logprobs_full(self, prompts: Sequence[Prompt]) -> np.ndarray:
+        """Full-vocabulary next-token log-probs (for callers that need many candidates)."""
+        encoded = [self.encode(p) for p in prompts]
+        out = None
+        for idx in self._batches(encoded):
+            lp = self._last_logprobs([encoded[i] for i in idx]).cpu().numpy()
+            if out is None:
+                out = np.zeros((len(prompts), lp.shape[1]), dtype=np.float32)
+            out[idx] = lp
+        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+    # --- generation ----------------------------------------------------------------------
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams = SamplingParams()) -> list[list[Completion]]:
+        import torch
+
+        encoded = [self.encode(p) for p in prompts]
+        results: list[list[Completion]] = [[] for _ in prompts]
+        eos = self.tokenizer.eos_token_id
+        pad = self.tokenizer.pad_token_id
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        bs = max(1, self.batch_size // max(1, params.n))
+        for s in range(0, len(order), bs):
+            idx = order[s: s + bs]
+            width = max(len(encoded[i]) for i in idx)
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for r, i in enumerate(idx):
+                ids[r, width - len(encoded[i]):] = torch.tensor(encoded[i])
+                mask[r, width - len(encoded[i]):] = 1
+            kwargs = dict(max_new_tokens=params.max_new_tokens, num_return_sequences=params.n,
+                          return_dict_in_generate=True, output_logits=True, pad_token_id=pad)
+            if params.temperature > 0:
+                kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p,
+                              top_k=params.top_k if params.top_k > 0 else None)
+            else:
+                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            if params.stop:
+                kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+            if params.seed is not None:
+                torch.manual_seed(params.seed + s)
+            with torch.inference_mode():
+                out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kwargs)
+            new = out.sequences[:, width:]
+            logits = torch.stack(out.logits, dim=1).float()  # (b*n, T, V), raw model logits
+            lps = torch.log_softmax(logits, dim=-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
+            for row in range(new.shape[0]):
+                toks, tlps = [], []
+                finish = "length"
+                for t in range(new.shape[1]):
+                    tid = int(new[row, t])
+                    if tid == eos:
+                        finish = "stop"
+                        break
+                    if tid == pad and pad != eos and t > 0:
+                        finish = "stop"
+                        break
+                    toks.append(tid)
+                    tlps.append(float(lps[row, t]))
+                text = self.tokenizer.decode(toks, skip_special_tokens=True)
+                for st in params.stop:
+                    j = text.find(st)
+                    if j >= 0:
+                        text, finish = text[:j], "stop"
+                pieces = self.tokenizer.convert_ids_to_tokens(toks)
+                results[idx[row // params.n]].append(Completion(text, tlps, pieces, finish))
+        return results
+
+
+def _common_prefix_len(seqs: list[list[int]]) -> int:
+    first = seqs[0]
+    n = min(len(s) for s in seqs)
+    for j in range(n):
+        t = first[j]
+        for s in seqs[1:]:
+            if s[j] != t:
+                return j
+    return n
+
+
+def _cache_kwarg(module) -> str:
+    """transformers renamed ``past_key_values`` to ``cache``; use whichever this version takes."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"

@@ -1,0 +1,293 @@
+"""The reranker interface and the engine every paradigm shares.
+
+A paradigm writes its per-query logic once, as a generator *program*: it yields a list of
+requests (prompts to score or to complete), receives their results, and finally returns the
+query's :class:`Ranking`. The engine runs the programs of all queries in lockstep, so the
+pending requests of every query (window i of each query, one heap comparison of each query,
+...) go to the backend together, answered from the SQLite cache where possible, committed
+chunk by chunk so an interrupted run resumes where it stopped.
+
+    def program(self, query, docs, stats):
+        rows = yield [LogprobRequest(prompt(query, d), ("yes", "no")) for d in docs]
+        return Ranking.from_scores(query.qid, [(d.docid, r[0] - r[1]) for d, r in zip(docs, rows)])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from rankstack.data.corpus import DocStore
+from rankstack.errors import RankstackError
+from rankstack.rerankers.backends.base import Backend, Completion, Prompt, SamplingParams
+from rankstack.rerankers.cache import ScoreCache, default_cache_path
+from rankstack.types import Doc, Query, Ranking, Run, ScoredDoc
+
+log = logging.getLogger(__name__)
+
+
+# --- requests a program can yield ------------------------------------------------------
+@dataclass(frozen=True)
+class LogprobRequest:
+    """Next-token log-probs of ``candidates`` after ``prompt``. Result: ``list[float]``."""
+
+    prompt: Prompt
+    candidates: tuple[str, ...]
+
+    def key(self) -> str:
+        return "lp\x1d" + self.prompt.key() + "\x1d" + "\x1f".join(self.candidates)
+
+    def group(self) -> tuple:
+        return ("lp", self.candidates)
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """Completions of ``prompt``. Result: ``list[Completion]`` (``params.n`` of them)."""
+
+    prompt: Prompt
+    params: SamplingParams
+
+    def key(self) -> str:
+        return "gen\x1d" + self.prompt.key() + "\x1d" + json.dumps(asdict(self.params), sort_keys=True)
+
+    def group(self) -> tuple:
+        return ("gen", self.params)
+
+
+@dataclass(frozen=True)
+class PairRequest:
+    """A (query, passage) pair for a scorer that is not a causal LM (cross-encoders). Result: float."""
+
+    query: str
+    passage: str
+
+    def key(self) -> str:
+        return "pair\x1d" + self.query + "\x1d" + self.passage
+
+    def group(self) -> tuple:
+        return ("pair",)
+
+
+Request = LogprobRequest | GenerateRequest | PairRequest
+Program = Generator[list, list, Ranking]
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """Interpolate with the first stage: ``weight * rerank + (1 - weight) * first_stage``,
+    both normalised per query (``zscore`` or ``minmax``). ERank: 0.8 with z-scores."""
+
+    weight: float = 0.8
+    norm: str = "zscore"
+
+    def __post_init__(self):
+        if not 0.0 <= self.weight <= 1.0:
+            raise RankstackError(f"fusion weight must be in [0, 1], got {self.weight}")
+
+
+def _to_json(result):
+    if isinstance(result, list) and result and isinstance(result[0], Completion):
+        return [asdict(c) for c in result]
+    return result
+
+
+def _from_json(req, value):
+    if isinstance(req, GenerateRequest):
+        return [Completion(**c) for c in value]
+    return value
+
+
+class Reranker:
+    """Base of every reranker. Subclasses set ``name``/``prompt_version`` and write :meth:`program`."""
+
+    name: str = "reranker"
+    prompt_version: str = "1"
+
+    def __init__(self, backend: Backend | None = None, *, max_doc_tokens: int | None = 512,
+                 fusion: Fusion | float | None = None, cache: bool | str | ScoreCache | None = True,
+                 chunk_size: int = 64, progress: bool = True):
+        self.backend = backend
+        self.max_doc_tokens = max_doc_tokens
+        self.fusion = Fusion(fusion) if isinstance(fusion, (int, float)) and not isinstance(fusion, bool) else fusion
+        if cache is True:
+            cache = default_cache_path()
+        self.cache = ScoreCache(cache) if isinstance(cache, str) else (cache or None)
+        self.chunk_size = chunk_size
+        self.progress = progress
+        self.last_stats: Counter = Counter()
+
+    # --- what subclasses provide ------------------------------------------------------------
+    def params(self) -> dict[str, Any]:
+        """Options that change model outputs (part of the cache fingerprint)."""
+        return {"max_doc_tokens": self.max_doc_tokens}
+
+    def program(self, query: Query, docs: list[Doc], stats: Counter) -> Program:
+        raise NotImplementedError
+
+    def execute(self, requests: Sequence[Request]) -> list:
+        """Run one homogeneous group of requests on the backend."""
+        first = requests[0]
+        if self.backend is None:
+            raise RankstackError(f"{self.name}: no backend to run {type(first).__name__}")
+        if isinstance(first, LogprobRequest):
+            arr = self.backend.next_token_logprobs([r.prompt for r in requests], first.candidates)
+            return [[float(x) for x in row] for row in arr]
+        if isinstance(first, GenerateRequest):
+            return self.backend.generate([r.prompt for r in requests], first.params)
+        raise RankstackError(f"{self.name}: cannot execute {type(first).__name__}")
+
+    # --- identity ----------------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        ident = {"reranker": self.name, "prompt_version": self.prompt_version,
+                 "backend": self.backend.fingerprint() if self.backend else None, "params": self.params()}
+        return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.backend.fingerprint() if self.backend else ''}, {self.params()})"
+
+    # --- document preparation ------------------------------------------------------------------
+    def prepare_doc(self, doc: Doc) -> Doc:
+        """Cut the passage to ``max_doc_tokens`` (the query is never cut)."""
+        text = doc.full_text
+        if self.max_doc_tokens and self.backend is not None and len(text) > self.max_doc_tokens:  # chars >= tokens
+            text = self.backend.truncate(text, self.max_doc_tokens)
+        return Doc(doc.docid, text)
+
+    # --- public API ----------------------------------------------------------------------------
+    def rerank(self, query: Query | str, docs: Sequence[Doc | str | ScoredDoc], k: int | None = None,
+               corpus: DocStore | None = None) -> Ranking:
+        """Rerank one query's candidates (``Doc``s, plain strings, or ``ScoredDoc``s with ``corpus``)."""
+        q = query if isinstance(query, Query) else Query("q", str(query))
+        ds: list[Doc] = []
+        for i, d in enumerate(docs):
+            if isinstance(d, Doc):
+                ds.append(d)
+            elif isinstance(d, ScoredDoc):
+                if corpus is None:
+                    raise RankstackError("ScoredDoc candidates need a corpus to look their text up")
+                ds.append(corpus.get(d.docid))
+            else:
+                ds.append(Doc(str(i), str(d)))
+        first = Ranking.from_order(q.qid, [d.docid for d in ds])
+        out = self._rerank_many({q.qid: q}, {q.qid: ds}, {q.qid: first})
+        return out[q.qid].top(k)
+
+    def rerank_run(self, run: Run, queries: Mapping[str, Query], corpus: DocStore, depth: int = 100,
+                   name: str | None = None) -> Run:
+        """Rerank the top ``depth`` of every query; the rest keep first-stage order below them."""
+        if depth <= 0:
+            raise RankstackError(f"depth must be > 0, got {depth}")
+        qs, docs, firsts = {}, {}, {}
+        for qid, ranking in run.items():
+            if qid not in queries:
+                raise RankstackError(f"query {qid!r} of the run has no text in the queries given")
+            qs[qid] = queries[qid]
+            firsts[qid] = ranking.top(depth)
+            docs[qid] = corpus.get_many(firsts[qid].docids)
+        t0 = time.perf_counter()
+        reranked = self._rerank_many(qs, docs, firsts)
+        out = Run(name=name or self.name.replace(" ", "_"))
+        for qid, ranking in run.items():
+            head = reranked[qid]
+            tail = ranking.docs[depth:]
+            if tail:
+                low = min((d.score for d in head.docs), default=0.0)
+                head = Ranking(qid, head.docs + [ScoredDoc(d.docid, low - 1.0 - i) for i, d in enumerate(tail)])
+            out[qid] = head
+        stats = self.last_stats
+        stats["wall_seconds"] = round(time.perf_counter() - t0, 3)
+        out.metadata = {"reranker": repr(self), "fingerprint": self.fingerprint(), "depth": depth,
+                        "queries": len(qs), "docs": sum(len(v) for v in docs.values()), **dict(stats)}
+        return out
+
+    # --- engine ----------------------------------------------------------------------------------
+    def _rerank_many(self, queries: dict[str, Query], docs: dict[str, list[Doc]],
+                     firsts: dict[str, Ranking]) -> dict[str, Ranking]:
+        stats: Counter = Counter()
+        prepared = {qid: [self.prepare_doc(d) for d in ds] for qid, ds in docs.items()}
+        programs = {qid: self.program(queries[qid], prepared[qid], stats) for qid in queries if prepared[qid]}
+        results = {qid: Ranking(qid, []) for qid in queries if not prepared[qid]}
+        results.update(self._drive(programs, stats, queries))
+        if self.fusion is not None:
+            from rankstack.retrieval.fusion import interpolate_rankings
+
+            for qid, r in results.items():
+                if len(r):
+                    results[qid] = interpolate_rankings([r, firsts[qid]], [self.fusion.weight, 1 - self.fusion.weight],
+                                                        self.fusion.norm)
+        self.last_stats = stats
+        return results
+
+    def _drive(self, programs: dict[str, Program], stats: Counter, queries) -> dict[str, Ranking]:
+        results: dict[str, Ranking] = {}
+        pending: dict[str, list] = {}
+
+        def advance(qid, send):
+            try:
+                reqs = programs[qid].send(send)
+            except StopIteration as stop:
+                ranking = stop.value
+                if not isinstance(ranking, Ranking):
+                    raise RankstackError(f"{self.name}: program for {qid} returned {type(ranking).__name__}") from None
+                results[qid] = ranking
+                pending.pop(qid, None)
+                return
+            pending[qid] = list(reqs)
+
+        for qid in list(programs):
+            advance(qid, None)
+        bar = tqdm(total=0, desc=f"rerank {self.name}", unit="req", disable=not self.progress, leave=False)
+        try:
+            while pending:
+                flat = [(qid, r) for qid, reqs in pending.items() for r in reqs]
+                bar.total += len(flat)
+                bar.refresh()
+                answers = self._execute_all(flat, stats, bar)
+                pos = 0
+                for qid in list(pending):
+                    n = len(pending[qid])
+                    advance(qid, answers[pos: pos + n])
+                    pos += n
+        finally:
+            bar.close()
+        return results
+
+    def _execute_all(self, flat: list[tuple[str, Request]], stats: Counter, bar) -> list:
+        fp = self.fingerprint()
+        keys = [ScoreCache.digest(r.key()) for _, r in flat]
+        found = self.cache.get_many(fp, list(dict.fromkeys(keys))) if self.cache else {}
+        answers: dict[str, Any] = {k: _from_json(flat[i][1], found[k]) for i, k in enumerate(keys) if k in found}
+        stats["requests"] += len(flat)
+        stats["cache_hits"] += sum(1 for k in keys if k in found)
+        bar.update(sum(1 for k in keys if k in found))
+        todo: dict[tuple, list[int]] = {}
+        seen: set[str] = set()
+        for i, (_, r) in enumerate(flat):
+            if keys[i] in answers or keys[i] in seen:
+                continue
+            seen.add(keys[i])
+            todo.setdefault(r.group(), []).append(i)
+        for idxs in todo.values():
+            for s in range(0, len(idxs), self.chunk_size):
+                chunk = idxs[s: s + self.chunk_size]
+                out = self.execute([flat[i][1] for i in chunk])
+                stats["model_requests"] += len(chunk)
+                if self.cache:
+                    self.cache.put_many(fp, [(keys[i], flat[i][0], _to_json(o)) for i, o in zip(chunk, out)])
+                for i, o in zip(chunk, out):
+                    answers[keys[i]] = o
+                bar.update(sum(1 for k in keys if k in {keys[i] for i in chunk}))
+        result = [answers[k] for k in keys]
+        for (_, r), a in zip(flat, result):
+            if isinstance(r, GenerateRequest):
+                stats["generated_tokens"] += sum(c.num_tokens for c in a)
+        return result

@@ -1,0 +1,1 @@
+"""First-stage retrieval: BM25 (bm25s, pyserini), dense (sentence-transformers + FAISS), fusion."""

