@@ -26,7 +26,7 @@ demo: $(STAMP)
 	$(BIN)/rankstack demo --dataset dl19 --depth 20
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -x --durations=15
+	$(BIN)/python -m pytest -q --durations=20
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"

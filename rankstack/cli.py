@@ -20,6 +20,7 @@ COMMANDS = [
     "rankstack.retrieval.commands",
     "rankstack.rerankers.commands",
     "rankstack.training.commands",
+    "rankstack.serve",
 ]
 
 

@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,7 +101,10 @@ def load_causal_lm(spec: str, dtype=None, device: str | None = None):
             tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
-            tmp.rename(cache) if not cache.exists() else None
+            try:
+                tmp.rename(cache)  # atomic; another process may have finished first
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
         path = str(cache)
     try:
         tok = AutoTokenizer.from_pretrained(path, **kwargs)
@@ -112,3 +116,16 @@ def load_causal_lm(spec: str, dtype=None, device: str | None = None):
         model.to(device)
     model.eval()
     return model, tok
+
+
+def load_tokenizer(spec: str):
+    """The tokenizer alone (from the dequantized cache for GGUF models, built on first use)."""
+    from transformers import AutoTokenizer
+
+    src = resolve(spec)
+    if src.gguf_file:
+        cache = gguf_cache_dir(src)
+        if not (cache / "tokenizer_config.json").exists():
+            load_causal_lm(spec)
+        return AutoTokenizer.from_pretrained(str(cache))
+    return AutoTokenizer.from_pretrained(src.path)

@@ -46,13 +46,12 @@ def smollm2():
 @pytest.fixture(scope="session")
 def tiny_lm():
     """A tiny random Llama built from a config, with SmolLM2's tokenizer: fast plumbing tests."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from rankstack.models import gguf_cache_dir, load_causal_lm, resolve
     import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    load_causal_lm("smollm2-135m")  # makes sure the tokenizer copy exists
-    tok = AutoTokenizer.from_pretrained(str(gguf_cache_dir(resolve("smollm2-135m"))))
+    from rankstack.models import load_tokenizer
+
+    tok = load_tokenizer("smollm2-135m")
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
