@@ -1,0 +1,375 @@
+"""Training examples from queries + qrels + a first-stage run + a corpus.
+
+Every builder renders its prompts through the reranker that will use the trained model (its
+``prompt``/``build_prompt``/``fit_prompt`` and ``prepare_doc``), so training and inference see
+the same text. Pass ``backend=`` (an ``HFBackend``) to cut passages to the reranker's token
+budget with the model's tokenizer, exactly as at inference; without one, passages are used
+whole (window prompts still clean their identifiers).
+
+Output: a Hugging Face ``datasets.Dataset``, one row per example, with
+
+- ``prompt``: the chat messages (``[{"role", "content"}, ...]``), ``assistant_prefix``: text the
+  assistant turn starts with (FIRST's none, ERank fast mode's ``<think> </think><answer>``);
+- ``completion``: the target text; plus per-paradigm columns the rewards read (``qid``,
+  ``docid``, ``label``, ``grades``, ``docids``, ``gold``, ``teacher_score``, ...).
+
+:func:`rankstack.training.sft.to_prompt_completion` renders ``prompt`` + ``assistant_prefix``
+with the model's chat template into the strings TRL trains on.
+
+Sampling: queries are split with :func:`split_queries` (seeded); pointwise examples take, per
+query, up to ``n_pos`` positives (grade >= ``positive_min``) from the run's top ``depth`` (then
+from the other judged documents the corpus holds), ``n_hard`` hard negatives drawn from the
+run's top ``hard_depth`` below that grade, and ``n_random`` random negatives drawn from other
+queries' candidates (unjudged for this query: grade 0) **[DEFAULT]**.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+
+from rankstack.data.corpus import DocStore
+from rankstack.errors import RankstackError
+from rankstack.rerankers.backends.base import Prompt
+from rankstack.types import Qrels, Query, Run
+
+log = logging.getLogger(__name__)
+
+
+# --- splitting and sampling -------------------------------------------------------------------
+
+
+def split_queries(qids: Iterable[str], train_fraction: float = 0.5, seed: int = 0) -> tuple[list[str], list[str]]:
+    """A seeded split by query: (train qids, held-out qids); the same seed gives the same split."""
+    if not 0.0 < train_fraction < 1.0:
+        raise RankstackError(f"train_fraction must be in (0, 1), got {train_fraction}")
+    ids = sorted(set(qids))
+    random.Random(seed).shuffle(ids)
+    n = max(1, min(len(ids) - 1, round(len(ids) * train_fraction))) if len(ids) > 1 else len(ids)
+    return sorted(ids[:n]), sorted(ids[n:])
+
+
+def _check_inputs(queries: Mapping[str, Query], qrels: Qrels, run: Run, qids: Sequence[str] | None) -> list[str]:
+    qids = list(qids) if qids is not None else [q for q in run if q in qrels]
+    missing = [q for q in qids if q not in queries]
+    if missing:
+        raise RankstackError(f"{len(missing)} queries have no text (e.g. {missing[0]!r})")
+    missing = [q for q in qids if q not in run]
+    if missing:
+        raise RankstackError(f"{len(missing)} queries are not in the first-stage run (e.g. {missing[0]!r})")
+    if not qids:
+        raise RankstackError("no queries to build examples from (none of the run's queries has judgements)")
+    return qids
+
+
+def sample_candidates(qid: str, qrels: Qrels, run: Run, corpus: DocStore | None, rng: random.Random, *,
+                      n_pos: int = 2, n_hard: int = 4, n_random: int = 2, depth: int = 100, hard_depth: int = 30,
+                      positive_min: int = 1, pool: Sequence[str] = ()) -> list[tuple[str, int, str]]:
+    """(docid, grade, kind) with kind ``pos`` / ``hard`` / ``random`` for one query."""
+    judged = qrels.get(qid, {})
+    ranked = run[qid].docids[:depth]
+    pos = [d for d in ranked if judged.get(d, 0) >= positive_min]
+    if len(pos) < n_pos and corpus is not None:
+        pos += [d for d, g in sorted(judged.items()) if g >= positive_min and d not in set(pos) and d in corpus]
+    pos = rng.sample(pos, min(n_pos, len(pos)))
+    hard = [d for d in ranked[:hard_depth] if judged.get(d, 0) < positive_min]
+    hard = rng.sample(hard, min(n_hard, len(hard)))
+    taken = set(pos) | set(hard) | set(ranked)
+    others = [d for d in pool if d not in taken and judged.get(d, 0) < positive_min]
+    rand = rng.sample(others, min(n_random, len(others)))
+    return ([(d, judged.get(d, 0), "pos") for d in pos] + [(d, judged.get(d, 0), "hard") for d in hard]
+            + [(d, judged.get(d, 0), "random") for d in rand])
+
+
+def _pool(run: Run, depth: int) -> list[str]:
+    seen: dict[str, None] = {}
+    for r in run.values():
+        for d in r.docids[:depth]:
+            seen.setdefault(d)
+    return list(seen)
+
+
+def _messages(prompt: Prompt) -> list[dict]:
+    return prompt.as_dicts()
+
+
+def prompt_from_row(row: Mapping) -> Prompt:
+    """The :class:`Prompt` a dataset row holds (``prompt`` messages + ``assistant_prefix``)."""
+    return Prompt(tuple((m["role"], m["content"]) for m in row["prompt"]), row.get("assistant_prefix", "") or "")
+
+
+def _dataset(rows: list[dict]):
+    from datasets import Dataset
+
+    if not rows:
+        raise RankstackError("no examples built (no judged candidates in the run for these queries?)")
+    return Dataset.from_list(rows)
+
+
+# --- pointwise --------------------------------------------------------------------------------
+
+
+def score_target(grade: int, max_grade: int) -> int:
+    """A 0-10 target from a graded judgement: round(10 * grade / max_grade) **[DEFAULT]**."""
+    return round(10 * max(0, grade) / max_grade) if max_grade > 0 else 0
+
+
+def pointwise_target(method: str, grade: int, max_grade: int, positive_min: int) -> str:
+    if method == "yesno":
+        return "Yes" if grade >= positive_min else "No"
+    if method == "prorank":
+        return "1" if grade >= positive_min else "0"
+    s = score_target(grade, max_grade)
+    if method == "score10":  # the template's assistant prefix already opened <answer>
+        return f"{s}</answer>"
+    if method == "erank":  # no teacher reasoning here: an empty think block [DEFAULT]
+        return f"<think> </think><answer>{s}</answer>"
+    raise RankstackError(f"unknown pointwise method {method!r}")
+
+
+def pointwise_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, corpus: DocStore, *,
+                       method: str = "yesno", qids: Sequence[str] | None = None, backend=None, reranker=None,
+                       n_pos: int = 2, n_hard: int = 4, n_random: int = 2, depth: int = 100, hard_depth: int = 30,
+                       positive_min: int = 1, seed: int = 0, **reranker_options):
+    """One (query, passage) example per sampled candidate: targets ``Yes``/``No`` (yesno), ``1``/``0``
+    (prorank), 0-10 scores (score10, erank). Columns: qid, docid, label (grade), kind,
+    teacher_score (the 0-10 target), prompt, assistant_prefix, completion."""
+    from rankstack.rerankers.pointwise import PointwiseReranker
+
+    qids = _check_inputs(queries, qrels, run, qids)
+    rr = reranker or PointwiseReranker(backend, method=method, cache=False, progress=False, **reranker_options)
+    method = getattr(rr, "method", method)
+    max_grade = max((g for j in qrels.values() for g in j.values()), default=1)
+    rng = random.Random(seed)
+    pool = _pool(run, depth)
+    rows = []
+    for qid in qids:
+        for docid, grade, kind in sample_candidates(qid, qrels, run, corpus, rng, n_pos=n_pos, n_hard=n_hard,
+                                                    n_random=n_random, depth=depth, hard_depth=hard_depth,
+                                                    positive_min=positive_min, pool=pool):
+            doc = rr.prepare_doc(corpus.get(docid))
+            p = rr.prompt(queries[qid].text, doc)
+            rows.append({"qid": qid, "docid": docid, "label": int(grade), "kind": kind,
+                         "teacher_score": score_target(grade, max_grade), "prompt": _messages(p),
+                         "assistant_prefix": p.assistant_prefix,
+                         "completion": pointwise_target(method, grade, max_grade, positive_min)})
+    rng.shuffle(rows)
+    return _dataset(rows)
+
+
+# --- windows: listwise, FIRST ------------------------------------------------------------------
+
+
+def ideal_permutation(grades: Sequence[int]) -> list[int]:
+    """0-based positions by grade, descending; ties keep first-stage (window) order."""
+    return sorted(range(len(grades)), key=lambda j: -grades[j])
+
+
+def _windows(ranking_docids: list[str], depth: int, window: int, step: int) -> list[tuple[int, int]]:
+    from rankstack.rerankers.window import window_schedule
+
+    return [(s, e) for s, e in window_schedule(min(depth, len(ranking_docids)), window, step) if e - s > 1]
+
+
+def window_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, corpus: DocStore, *,
+                    paradigm: str = "listwise", qids: Sequence[str] | None = None, backend=None, reranker=None,
+                    window: int = 20, step: int = 10, depth: int = 100, skip_uniform: bool = True,
+                    shuffle: bool = False, seed: int = 0, **reranker_options):
+    """One example per sliding window of each query's top ``depth`` (the inference schedule).
+
+    Target: the ideal permutation of the window by grade, ties by first-stage rank, written as
+    ``[2] > [1] > ...`` (``[B] > [A]`` for FIRST / ``ids="alpha"``); ReasonRank's prompt wraps it
+    in ``<think> </think> <answer>...</answer>`` (no teacher reasoning [DEFAULT]).
+    ``shuffle=True`` shows each window's passages in a seeded random order (the target follows).
+    Windows whose grades are all equal teach nothing and are skipped (``skip_uniform``).
+    Columns: qid, docids, grades, teacher (1-based ideal order), prompt, assistant_prefix, completion.
+    """
+    from rankstack.rerankers.prompts.listwise import clean_passage, identifier
+
+    if paradigm == "first":
+        from rankstack.rerankers.first import FirstReranker
+
+        rr = reranker or FirstReranker(backend, window=window, step=step, cache=False, progress=False,
+                                       **reranker_options)
+    elif paradigm == "listwise":
+        from rankstack.rerankers.listwise import ListwiseReranker
+
+        rr = reranker or ListwiseReranker(backend, window=window, step=step, cache=False, progress=False,
+                                          **reranker_options)
+    else:
+        raise RankstackError(f"window examples are for 'listwise' or 'first', not {paradigm!r}")
+    ids = getattr(rr, "ids", "numeric")
+    reasoning = getattr(rr, "reasoning", False)
+    qids = _check_inputs(queries, qrels, run, qids)
+    rng = random.Random(seed)
+    stats: Counter = Counter()
+    rows = []
+    for qid in qids:
+        docids = run[qid].docids
+        judged = qrels.get(qid, {})
+        for s, e in _windows(docids, depth, window, step):
+            win = docids[s:e]
+            if shuffle:
+                win = list(win)
+                rng.shuffle(win)
+            grades = [int(judged.get(d, 0)) for d in win]
+            if skip_uniform and len(set(grades)) < 2:
+                continue
+            docs = [rr.prepare_doc(corpus.get(d)) for d in win]
+            passages = [clean_passage(d.text, ids) for d in docs]
+            prompt = rr.fit_prompt(queries[qid], passages, stats)
+            order = ideal_permutation(grades)
+            perm = " > ".join(f"[{identifier(j, ids)}]" for j in order)
+            target = f"<think> </think> <answer>{perm}</answer>" if reasoning else perm
+            rows.append({"qid": qid, "docids": list(win), "grades": grades, "teacher": [j + 1 for j in order],
+                         "prompt": _messages(prompt), "assistant_prefix": "", "completion": target})
+    return _dataset(rows)
+
+
+def listwise_examples(queries, qrels, run, corpus, **kw):
+    """:func:`window_examples` for the generative listwise reranker (``prompt="rankzephyr"|"reasonrank"``)."""
+    return window_examples(queries, qrels, run, corpus, paradigm="listwise", **kw)
+
+
+def first_examples(queries, qrels, run, corpus, **kw):
+    """:func:`window_examples` for FIRST (letters; target ``[B] > [A] > ...`` for the combined loss)."""
+    return window_examples(queries, qrels, run, corpus, paradigm="first", **kw)
+
+
+# --- sets: setwise (Rank-R1) --------------------------------------------------------------------
+
+
+def candidate_sets(qid: str, qrels: Qrels, run: Run, rng: random.Random, size: int, depth: int,
+                   n_sets: int, positive_min: int = 1) -> list[list[str]]:
+    """``n_sets`` seeded random sets of ``size`` candidates from the run's top ``depth``, each with
+    at least one document graded >= ``positive_min`` and not all grades equal."""
+    ranked = run[qid].docids[:depth]
+    judged = qrels.get(qid, {})
+    pos = [d for d in ranked if judged.get(d, 0) >= positive_min]
+    if not pos or len(ranked) < size:
+        return []
+    out = []
+    for _ in range(n_sets * 4):
+        if len(out) >= n_sets:
+            break
+        first = rng.choice(pos)
+        rest = rng.sample([d for d in ranked if d != first], size - 1)
+        s = [first] + rest
+        rng.shuffle(s)  # Rank-R1 shuffles documents before labelling
+        if len({judged.get(d, 0) for d in s}) > 1:
+            out.append(s)
+    return out
+
+
+def setwise_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, corpus: DocStore, *,
+                     qids: Sequence[str] | None = None, backend=None, reranker=None, size: int = 5,
+                     n_sets: int = 4, depth: int = 20, positive_min: int = 1, seed: int = 0, **reranker_options):
+    """Sets of ``size`` shuffled candidates; target: the label of the most relevant one (Rank-R1).
+
+    Columns: qid, docids, grades, gold (1-based labels of every top-graded doc), prompt,
+    assistant_prefix, completion (``<think> </think> <answer>[k]</answer>``).
+    """
+    from rankstack.rerankers import setwise as S  # the setwise reranker's prompt (its module owns the template)
+
+    rr = reranker or S.SetwiseReranker(backend, cache=False, progress=False, **reranker_options)
+    qids = _check_inputs(queries, qrels, run, qids)
+    rng = random.Random(seed)
+    rows = []
+    for qid in qids:
+        judged = qrels.get(qid, {})
+        for s in candidate_sets(qid, qrels, run, rng, size, depth, n_sets, positive_min):
+            grades = [int(judged.get(d, 0)) for d in s]
+            top = max(grades)
+            gold = [j + 1 for j, g in enumerate(grades) if g == top]
+            docs = [rr.prepare_doc(corpus.get(d)) for d in s]
+            p = rr.build_prompt(queries[qid], docs)
+            rows.append({"qid": qid, "docids": s, "grades": grades, "gold": gold, "prompt": _messages(p),
+                         "assistant_prefix": p.assistant_prefix,
+                         "completion": f"<think> </think> <answer>[{gold[0]}]</answer>"})
+    return _dataset(rows)
+
+
+# --- groups: groupwise (GroupRank), rubric (Retro*) -----------------------------------------------
+
+
+def groupwise_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, corpus: DocStore, *,
+                       qids: Sequence[str] | None = None, backend=None, reranker=None, size: int = 10,
+                       n_groups: int = 2, depth: int = 100, positive_min: int = 1, seed: int = 0,
+                       **reranker_options):
+    """Groups of ``size`` shuffled candidates; target: GroupRank's JSON of 0-10 gold scores
+    (round(10 * min-max(grade)) **[DEFAULT]**) inside ``<reason> </reason><answer>``.
+
+    Columns: qid, docids, grades, gold_scores, prompt, assistant_prefix, completion.
+    """
+    import json
+
+    from rankstack.rerankers import groupwise as G
+    from rankstack.training.rewards import gold_scores_from_grades
+
+    rr = reranker or G.GroupwiseReranker(backend, cache=False, progress=False, **reranker_options)
+    qids = _check_inputs(queries, qrels, run, qids)
+    rng = random.Random(seed)
+    rows = []
+    for qid in qids:
+        judged = qrels.get(qid, {})
+        for s in candidate_sets(qid, qrels, run, rng, size, depth, n_groups, positive_min):
+            grades = [int(judged.get(d, 0)) for d in s]
+            gold = gold_scores_from_grades(grades)
+            docs = [rr.prepare_doc(corpus.get(d)) for d in s]
+            p = rr.build_prompt(queries[qid], docs)
+            obj = json.dumps({f"[{j + 1}]": g for j, g in enumerate(gold)})
+            rows.append({"qid": qid, "docids": s, "grades": grades, "gold_scores": gold, "prompt": _messages(p),
+                         "assistant_prefix": p.assistant_prefix,
+                         "completion": f"<reason> </reason>\n<answer>\n```json\n{obj}\n```\n</answer>"})
+    return _dataset(rows)
+
+
+def rubric_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, corpus: DocStore, *,
+                    qids: Sequence[str] | None = None, backend=None, reranker=None, n_pos: int = 2,
+                    n_hard: int = 4, n_random: int = 2, depth: int = 100, hard_depth: int = 30,
+                    positive_min: int = 1, seed: int = 0, **reranker_options):
+    """Retro* (query, document) examples; target ``<score>\\n{s}\\n</score>`` with s =
+    round(100 * grade / max_grade) **[DEFAULT]**. Columns as :func:`pointwise_examples`."""
+    from rankstack.rerankers import rubric as RB
+
+    qids = _check_inputs(queries, qrels, run, qids)
+    rr = reranker or RB.RubricReranker(backend, cache=False, progress=False, **reranker_options)
+    max_grade = max((g for j in qrels.values() for g in j.values()), default=1)
+    rng = random.Random(seed)
+    pool = _pool(run, depth)
+    rows = []
+    for qid in qids:
+        for docid, grade, kind in sample_candidates(qid, qrels, run, corpus, rng, n_pos=n_pos, n_hard=n_hard,
+                                                    n_random=n_random, depth=depth, hard_depth=hard_depth,
+                                                    positive_min=positive_min, pool=pool):
+            doc = rr.prepare_doc(corpus.get(docid))
+            p = rr.prompt(queries[qid].text, doc)
+            s = round(100 * max(0, grade) / max_grade) if max_grade else 0
+            rows.append({"qid": qid, "docid": docid, "label": int(grade), "kind": kind, "teacher_score": s,
+                         "prompt": _messages(p), "assistant_prefix": p.assistant_prefix,
+                         "completion": f"<score>\n{s}\n</score>"})
+    rng.shuffle(rows)
+    return _dataset(rows)
+
+
+BUILDERS = {
+    "pointwise": pointwise_examples,
+    "listwise": listwise_examples,
+    "first": first_examples,
+    "setwise": setwise_examples,
+    "groupwise": groupwise_examples,
+    "rubric": rubric_examples,
+}
+
+
+def build_examples(paradigm: str, queries, qrels, run, corpus, **kw):
+    """``BUILDERS[paradigm](...)``: ``pointwise`` (``method=yesno|score10|erank|prorank``), ``listwise``
+    (``prompt=rankzephyr|reasonrank``), ``first``, ``setwise``, ``groupwise``, ``rubric``."""
+    try:
+        fn = BUILDERS[paradigm]
+    except KeyError:
+        raise RankstackError(f"unknown paradigm {paradigm!r}; one of {', '.join(BUILDERS)}") from None
+    return fn(queries, qrels, run, corpus, **kw)
+

@@ -1,0 +1,111 @@
+"""Example builders on DL19, and SFT / GRPO plumbing on a tiny real model (a few steps each)."""
+
+import copy
+from collections import Counter
+
+import pytest
+
+from rankstack.training import examples as E
+
+
+@pytest.fixture(scope="module")
+def split(dl19):
+    return E.split_queries(dl19.judged_queries, 0.5, seed=0)
+
+
+def test_split_is_seeded_and_disjoint(dl19, split):
+    train, test = split
+    assert not set(train) & set(test) and len(train) + len(test) == len(dl19.judged_queries)
+    assert E.split_queries(dl19.judged_queries, 0.5, seed=0) == split
+    assert E.split_queries(dl19.judged_queries, 0.5, seed=1) != split
+
+
+def test_pointwise_examples_use_the_reranker_template(dl19, split):
+    from rankstack.rerankers.pointwise import PointwiseReranker
+
+    ds = E.pointwise_examples(dl19.queries, dl19.qrels, dl19.run, dl19.corpus, qids=split[0][:5], positive_min=2)
+    kinds = Counter(ds["kind"])
+    assert kinds["pos"] and kinds["hard"] and kinds["random"]
+    for row in ds:
+        assert row["completion"] == ("Yes" if row["label"] >= 2 else "No")
+        assert row["qid"] in split[0][:5]
+    row = ds[0]
+    want = PointwiseReranker(None, method="yesno", cache=False).prompt(dl19.queries[row["qid"]].text,
+                                                                         dl19.corpus.get(row["docid"]))
+    assert E.prompt_from_row(row) == want
+    hard = [r for r in ds if r["kind"] == "hard"]
+    assert all(r["docid"] in dl19.run[r["qid"]].docids[:30] and r["label"] < 2 for r in hard)
+    s10 = E.pointwise_examples(dl19.queries, dl19.qrels, dl19.run, dl19.corpus, qids=split[0][:2], method="score10")
+    assert {r["completion"] for r in s10} <= {f"{s}</answer>" for s in (0, 3, 7, 10)}
+    assert s10[0]["assistant_prefix"].endswith("<answer>")
+
+
+def test_first_window_targets_are_ideal_permutations(dl19, split):
+    ds = E.first_examples(dl19.queries, dl19.qrels, dl19.run, dl19.corpus, qids=split[0][:3], window=5, step=5,
+                          depth=20)
+    for row in ds:
+        g = row["grades"]
+        order = [ord(c) - ord("A") for c in row["completion"] if c.isalpha()]
+        assert sorted(order) == list(range(5))
+        assert [g[j] for j in order] == sorted(g, reverse=True)
+        for a, b in zip(order, order[1:]):  # ties keep first-stage order
+            assert g[a] > g[b] or a < b
+        assert "[A]" in row["prompt"][-1]["content"] and row["teacher"] == [j + 1 for j in order]
+    lw = E.listwise_examples(dl19.queries, dl19.qrels, dl19.run, dl19.corpus, qids=split[0][:2], window=4, step=4,
+                             depth=8, prompt="reasonrank")
+    assert lw[0]["completion"].startswith("<think>") and "[1]" in lw[0]["prompt"][-1]["content"]
+
+
+def test_examples_bad_input(dl19):
+    from rankstack.errors import RankstackError
+
+    with pytest.raises(RankstackError):
+        E.pointwise_examples(dl19.queries, dl19.qrels, dl19.run, dl19.corpus, qids=["nope"])
+    with pytest.raises(RankstackError):
+        E.split_queries(["a", "b"], 1.5)
+
+
+def test_sft_then_load_reranker(tiny_lm, dl19, split, tmp_path):
+    from rankstack.rerankers.registry import load_reranker
+    from rankstack.training.sft import train_sft
+
+    model, tok = tiny_lm
+    ds = E.pointwise_examples(dl19.queries, dl19.qrels, dl19.run, dl19.corpus, qids=split[0][:2], n_pos=1,
+                              n_hard=1, n_random=1)
+    res = train_sft(ds, model=(copy.deepcopy(model), tok), output_dir=tmp_path / "sft", max_steps=2, batch_size=2,
+                    max_length=128, use_cpu=True, bf16=False)
+    assert len(res.losses()) == 2 and all(x > 0 for x in res.losses())
+    assert (tmp_path / "sft" / "config.json").exists() and not (tmp_path / "sft" / "adapter_config.json").exists()
+    rr = load_reranker("pointwise", model=str(tmp_path / "sft"), cache=False, progress=False)
+    ranking = rr.rerank("what is a flea", ["fleas are insects", "cars have wheels"])
+    assert len(ranking) == 2
+
+
+def test_sft_first_loss_option(tiny_lm, dl19, split, tmp_path):
+    from rankstack.training.sft import train_sft
+
+    model, tok = tiny_lm
+    ds = E.first_examples(dl19.queries, dl19.qrels, dl19.run, dl19.corpus, qids=split[0][:1], window=2, step=2,
+                          depth=6)
+    res = train_sft(ds, model=(copy.deepcopy(model), tok), output_dir=tmp_path / "first", loss="first", max_steps=2,
+                    batch_size=2, max_length=1024, use_cpu=True, bf16=False, save_model=False)
+    assert len(res.losses()) == 2
+    assert all("rank_loss" in h and "lm_loss" in h for h in res.log_history if "loss" in h)
+
+
+def test_grpo_steps_with_a_named_reward(tiny_lm, tmp_path):
+    from datasets import Dataset
+
+    from rankstack.rerankers.backends.base import Prompt
+    from rankstack.training.grpo import reward_curve, train_grpo
+
+    model, tok = tiny_lm
+    p = Prompt.chat("Which is relevant? [1] a [2] b", assistant_prefix="<think> </think> <answer>[")
+    ds = Dataset.from_list([{"prompt": p.as_dicts(), "assistant_prefix": p.assistant_prefix, "gold": [1],
+                             "qid": str(i)} for i in range(4)])
+    res = train_grpo(ds, model=(copy.deepcopy(model), tok), output_dir=tmp_path / "grpo", rewards="rankr1",
+                     num_generations=2, max_completion_length=4, max_steps=2, use_cpu=True, bf16=False,
+                     merge=False)
+    curve = reward_curve(res)
+    assert len(curve) == 2 and all(0.0 <= r <= 1.0 for r in curve)
+    assert (tmp_path / "grpo" / "adapter_config.json").exists()
