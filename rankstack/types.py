@@ -137,10 +137,11 @@ class Run(dict):
 
         for qid, ranking in self.items():
             n = len(ranking.docs)
+            ties = _has_ties(ranking)  # once per ranking (per doc made this quadratic)
             for i, d in enumerate(ranking.docs):
                 # ir-measures (like trec_eval) sorts by score; rank-consistent
                 # scores keep our order even where the stored scores tie.
-                yield ir_measures.ScoredDoc(qid, d.docid, float(n - i) if _has_ties(ranking) else d.score)
+                yield ir_measures.ScoredDoc(qid, d.docid, float(n - i) if ties else d.score)
 
     @classmethod
     def from_ir_measures(cls, scored_docs: Iterable, name: str = "rankstack") -> Run:

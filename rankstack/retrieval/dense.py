@@ -1,0 +1,161 @@
+"""Dense retrieval: a sentence-transformers encoder + a FAISS index (flat inner product or HNSW).
+
+The encoder is any sentence-transformers model (a local folder, a hub id, or an alias of
+:mod:`rankstack.models` such as ``minilm-l6``). Embeddings are L2-normalised by default, so
+inner product is cosine similarity. The corpus is encoded in batches with a progress bar;
+a flat index moves to the GPU when FAISS sees one (``faiss.get_num_gpus() > 0``).
+
+    r = DenseRetriever.from_corpus(corpus, model="minilm-l6", index="flat")   # or index="hnsw"
+    run = r.retrieve(queries, k=100)
+    r.save("indexes/cacm.minilm"); r = DenseRetriever.load("indexes/cacm.minilm")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rankstack.errors import RankstackError
+from rankstack.retrieval.base import (QueriesLike, Retriever, as_query_list, check_k, collect_docs, read_manifest,
+                                      write_manifest)
+from rankstack.types import Ranking, Run
+
+log = logging.getLogger(__name__)
+
+INDEX_TYPES = ("flat", "hnsw")
+
+
+def load_encoder(model: str, device: str | None = None):
+    from sentence_transformers import SentenceTransformer
+
+    from rankstack.models import resolve
+
+    path = resolve(model).path
+    try:
+        return SentenceTransformer(path, device=device)
+    except OSError as e:
+        raise RankstackError(f"cannot load sentence-transformers model {model!r}: {e}") from e
+
+
+def _to_gpu(index):
+    import faiss
+
+    if hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0:
+        if isinstance(index, faiss.IndexFlat):
+            log.info("FAISS: moving the flat index to %d GPU(s)", faiss.get_num_gpus())
+            return faiss.index_cpu_to_all_gpus(index)
+        log.info("FAISS sees a GPU, but %s indexes stay on the CPU (FAISS has no GPU HNSW)", type(index).__name__)
+    return index
+
+
+class DenseRetriever(Retriever):
+    """Bi-encoder retrieval over a FAISS index of normalised embeddings."""
+
+    backend = "dense"
+    format_version = 1
+
+    def __init__(self, encoder, index, docids: list[str], model: str, index_type: str = "flat",
+                 normalize: bool = True, batch_size: int = 64, hnsw_m: int = 32, ef_search: int = 128,
+                 query_prefix: str = "", doc_prefix: str = "", show_progress: bool = True):
+        self.encoder = encoder
+        self.cpu_index = index
+        self.index = _to_gpu(index)
+        self.docids = docids
+        self.model = model
+        self.index_type = index_type
+        self.normalize = normalize
+        self.batch_size = batch_size
+        self.hnsw_m = hnsw_m
+        self.ef_search = ef_search
+        self.query_prefix, self.doc_prefix = query_prefix, doc_prefix
+        self.show_progress = show_progress
+        if index_type == "hnsw":
+            self.cpu_index.hnsw.efSearch = ef_search
+
+    def params(self) -> dict[str, Any]:
+        p: dict[str, Any] = {"model": self.model, "index": self.index_type, "normalize": self.normalize,
+                             "query_prefix": self.query_prefix, "doc_prefix": self.doc_prefix}
+        if self.index_type == "hnsw":
+            p.update(hnsw_m=self.hnsw_m, ef_search=self.ef_search)
+        return p
+
+    def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+        emb = self.encoder.encode(texts, batch_size=self.batch_size, show_progress_bar=show_progress,
+                                  normalize_embeddings=self.normalize, convert_to_numpy=True)
+        return np.ascontiguousarray(emb, dtype=np.float32)
+
+    @classmethod
+    def from_corpus(cls, corpus, model: str = "minilm-l6", index: str = "flat", normalize: bool = True,
+                    batch_size: int = 64, hnsw_m: int = 32, ef_construction: int = 200, ef_search: int = 128,
+                    query_prefix: str = "", doc_prefix: str = "", device: str | None = None,
+                    show_progress: bool = True, encoder=None) -> DenseRetriever:
+        """Encode every document (``Doc.full_text``) in batches and index the embeddings."""
+        import faiss
+
+        if index not in INDEX_TYPES:
+            raise RankstackError(f"unknown dense index {index!r}; one of {INDEX_TYPES}")
+        docs = collect_docs(corpus)
+        encoder = encoder or load_encoder(model, device)
+        dim = encoder.get_sentence_embedding_dimension()
+        if index == "flat":
+            fx = faiss.IndexFlatIP(dim)
+        else:
+            fx = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            fx.hnsw.efConstruction = ef_construction
+        self = cls(encoder, fx, [d.docid for d in docs], model, index, normalize, batch_size, hnsw_m, ef_search,
+                   query_prefix, doc_prefix, show_progress)
+        log.info("dense: encoding %d documents with %s", len(docs), model)
+        emb = self.encode([doc_prefix + d.full_text for d in docs], show_progress=show_progress)
+        fx.add(emb)
+        self.index = _to_gpu(fx)
+        return self
+
+    def retrieve(self, queries: QueriesLike, k: int = 1000) -> Run:
+        check_k(k)
+        qs = as_query_list(queries)
+        run = Run(name=f"dense-{Path(self.model).name}", metadata={"retriever": "dense", **self.params()})
+        if not qs:
+            return run
+        emb = self.encode([self.query_prefix + q.text for q in qs], show_progress=self.show_progress and len(qs) > 1000)
+        scores, ids = self.index.search(emb, min(k, len(self.docids)))
+        for q, row_s, row_i in zip(qs, scores, ids):
+            run[q.qid] = Ranking.from_scores(q.qid, [(self.docids[i], float(s)) for s, i in zip(row_s, row_i) if i >= 0])
+        return run
+
+    def save(self, path) -> None:
+        import faiss
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(self.cpu_index, str(path / "faiss.index"))
+        with open(path / "docids.json", "w", encoding="utf-8") as f:
+            json.dump(self.docids, f)
+        write_manifest(path, self.backend, self.format_version, self.params(), documents=len(self.docids),
+                       dim=int(self.cpu_index.d))
+
+    @classmethod
+    def load(cls, path, model: str | None = None, device: str | None = None, batch_size: int = 64,
+             ef_search: int | None = None, show_progress: bool = True, encoder=None) -> DenseRetriever:
+        """Reopen a saved index; ``model`` overrides the encoder path recorded at build time
+        (same model elsewhere on disk) and must give the same embedding size."""
+        import faiss
+
+        m = read_manifest(path, cls.backend, cls.format_version)
+        p = m["params"]
+        fx = faiss.read_index(str(Path(path) / "faiss.index"))
+        with open(Path(path) / "docids.json", encoding="utf-8") as f:
+            docids = json.load(f)
+        encoder = encoder or load_encoder(model or p["model"], device)
+        if encoder.get_sentence_embedding_dimension() != fx.d:
+            raise RankstackError(f"{path}: index holds {fx.d}-dim vectors, encoder gives "
+                                 f"{encoder.get_sentence_embedding_dimension()}")
+        return cls(encoder, fx, docids, model or p["model"], p["index"], p["normalize"], batch_size,
+                   p.get("hnsw_m", 32), ef_search or p.get("ef_search", 128), p.get("query_prefix", ""),
+                   p.get("doc_prefix", ""), show_progress)
+
+    def __len__(self) -> int:
+        return len(self.docids)
