@@ -284,7 +284,7 @@ def setwise_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, corpu
             top = max(grades)
             gold = [j + 1 for j, g in enumerate(grades) if g == top]
             docs = [rr.prepare_doc(corpus.get(d)) for d in s]
-            p = rr.build_prompt(queries[qid], docs)
+            p = rr.prompt(queries[qid], docs)
             rows.append({"qid": qid, "docids": s, "grades": grades, "gold": gold, "prompt": _messages(p),
                          "assistant_prefix": p.assistant_prefix,
                          "completion": f"<think> </think> <answer>[{gold[0]}]</answer>"})
@@ -318,7 +318,7 @@ def groupwise_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, cor
             grades = [int(judged.get(d, 0)) for d in s]
             gold = gold_scores_from_grades(grades)
             docs = [rr.prepare_doc(corpus.get(d)) for d in s]
-            p = rr.build_prompt(queries[qid], docs)
+            p = rr.prompt(queries[qid], docs)
             obj = json.dumps({f"[{j + 1}]": g for j, g in enumerate(gold)})
             rows.append({"qid": qid, "docids": s, "grades": grades, "gold_scores": gold, "prompt": _messages(p),
                          "assistant_prefix": p.assistant_prefix,
@@ -345,7 +345,7 @@ def rubric_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, corpus
                                                     n_random=n_random, depth=depth, hard_depth=hard_depth,
                                                     positive_min=positive_min, pool=pool):
             doc = rr.prepare_doc(corpus.get(docid))
-            p = rr.prompt(queries[qid].text, doc)
+            p = rr.prompt(queries[qid], doc)
             s = round(100 * max(0, grade) / max_grade) if max_grade else 0
             rows.append({"qid": qid, "docid": docid, "label": int(grade), "kind": kind, "teacher_score": s,
                          "prompt": _messages(p), "assistant_prefix": p.assistant_prefix,

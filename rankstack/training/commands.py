@@ -1,0 +1,173 @@
+"""CLI: ``rankstack train sft|grpo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default=None, help="named dataset (dl19, vaswani, cacm) for all four inputs")
+    g.add_argument("--queries", help="topics file or dataset name")
+    g.add_argument("--qrels", help="qrels file or dataset name")
+    g.add_argument("--run", help="first-stage TREC run (candidates, hard negatives) or dataset name")
+    g.add_argument("--corpus", help="corpus file or dataset name")
+    g.add_argument("--train-fraction", type=float, default=1.0,
+                   help="train on a seeded fraction of the queries (e.g. 0.5; the rest is printed as held out)")
+    g.add_argument("--seed", type=int, default=0)
+    e = p.add_argument_group("examples")
+    e.add_argument("--paradigm", default="pointwise",
+                   choices=["pointwise", "listwise", "first", "setwise", "groupwise", "rubric"])
+    e.add_argument("--method", default="yesno", help="pointwise: yesno | score10 | erank | prorank")
+    e.add_argument("--prompt", default=None, help="listwise: rankzephyr | reasonrank")
+    e.add_argument("--depth", type=int, default=None, help="candidates per query taken from the run")
+    e.add_argument("--window", type=int, default=None, help="listwise/first window size")
+    e.add_argument("--step", type=int, default=None)
+    e.add_argument("--size", type=int, default=None, help="setwise/groupwise set size")
+    e.add_argument("--n-pos", type=int, default=None)
+    e.add_argument("--n-hard", type=int, default=None)
+    e.add_argument("--n-random", type=int, default=None)
+    e.add_argument("--positive-min", type=int, default=None, help="lowest grade counted relevant (default: the "
+                   "dataset's rel level, else 1)")
+    m = p.add_argument_group("model and training")
+    m.add_argument("--model", default="smollm2-135m", help="alias, folder, .gguf or hub id")
+    m.add_argument("--output", "-o", required=True, help="folder for the trained model")
+    m.add_argument("--lr", type=float, default=None)
+    m.add_argument("--epochs", type=float, default=1.0)
+    m.add_argument("--max-steps", type=int, default=None)
+    m.add_argument("--batch-size", type=int, default=None)
+    m.add_argument("--lora-r", type=int, default=16)
+    m.add_argument("--lora-alpha", type=int, default=32)
+    m.add_argument("--no-lora", action="store_true", help="full fine-tuning")
+    m.add_argument("--no-merge", action="store_true", help="save the LoRA adapter instead of merged weights")
+    m.add_argument("--cpu", action="store_true", help="train on CPU (fp32) even where a GPU exists")
+    m.add_argument("--threads", type=int, default=None)
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("train", help="fine-tune a reranker: SFT or GRPO (LoRA) on examples from qrels + a run")
+    tsub = p.add_subparsers(dest="train_command", metavar="{sft,grpo}")
+
+    s = tsub.add_parser("sft", help="supervised fine-tuning (TRL SFTTrainer; loss on the completion)")
+    _data_args(s)
+    s.add_argument("--loss", default="lm", choices=["lm", "first"], help="first: LM + 10 x weighted RankNet")
+    s.add_argument("--rank-loss", default="ranknet", choices=["ranknet", "listnet", "lambdarank"])
+    s.add_argument("--max-length", type=int, default=512)
+    s.set_defaults(func=cmd_sft)
+
+    g = tsub.add_parser("grpo", help="GRPO with ranking rewards (TRL GRPOTrainer)")
+    _data_args(g)
+    g.add_argument("--reward", default="rankr1",
+                   help="reward(s) with weights: erank, grouprank, reasonrank, retro, rankr1, prorank; "
+                        "e.g. 'reasonrank:1,rankr1:0.5'")
+    g.add_argument("--num-generations", type=int, default=4)
+    g.add_argument("--max-completion-length", type=int, default=32)
+    g.add_argument("--temperature", type=float, default=1.0)
+    g.add_argument("--beta", type=float, default=0.0, help="KL coefficient (papers: 0.001)")
+    g.add_argument("--assistant-prefix", default=None,
+                   help="override the prompt's assistant prefix (e.g. '<think> </think> <answer>[' for a no-reasoning "
+                        "Rank-R1 run on a small model)")
+    g.set_defaults(func=cmd_grpo)
+
+    p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
+
+
+def _inputs(args):
+    from rankstack.data.datasets import SPECS, resolve_corpus, resolve_qrels, resolve_queries, resolve_run
+    from rankstack.errors import RankstackError
+
+    def pick(name):
+        v = getattr(args, name) or args.dataset
+        if not v:
+            raise RankstackError(f"--{name} is required (or --dataset)")
+        return v
+
+    queries, qrels = resolve_queries(pick("queries")), resolve_qrels(pick("qrels"))
+    run, corpus = resolve_run(pick("run")), resolve_corpus(pick("corpus"))
+    rel = SPECS[args.dataset].rel if args.dataset in SPECS else 1
+    return queries, qrels, run, corpus, rel
+
+
+def _examples(args):
+    from rankstack.training.examples import build_examples, split_queries
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    queries, qrels, run, corpus, rel = _inputs(args)
+    qids = [q for q in run if q in qrels and q in queries]
+    held = []
+    if args.train_fraction < 1.0:
+        qids, held = split_queries(qids, args.train_fraction, args.seed)
+    kw = {"qids": qids, "seed": args.seed}
+    positive_min = args.positive_min if args.positive_min is not None else rel
+    if args.paradigm in ("pointwise", "rubric", "setwise", "groupwise"):
+        kw["positive_min"] = positive_min
+    if args.paradigm == "pointwise":
+        kw["method"] = args.method
+    if args.paradigm == "listwise" and args.prompt:
+        kw["prompt"] = args.prompt
+    for name in ("depth", "window", "step", "size", "n_pos", "n_hard", "n_random"):
+        v = getattr(args, name)
+        if v is not None:
+            kw[name] = v
+    from rankstack.rerankers.backends import load_backend
+
+    backend = load_backend("hf", model=args.model, dtype="float32")  # cuts passages with the model's tokenizer
+    ds = build_examples(args.paradigm, queries, qrels, run, corpus, backend=backend, **kw)
+    print(f"examples: {len(ds)} from {len(qids)} queries ({args.paradigm})"
+          + (f"; held out {len(held)} queries: {' '.join(held)}" if held else ""))
+    return ds, rel
+
+
+def _train_kw(args) -> dict:
+    kw = {"lora": not args.no_lora, "lora_r": args.lora_r, "lora_alpha": args.lora_alpha, "merge": not args.no_merge,
+          "epochs": args.epochs, "seed": args.seed}
+    if args.cpu:
+        kw.update(use_cpu=True, bf16=False)
+    if args.lr is not None:
+        kw["learning_rate"] = args.lr
+    if args.max_steps is not None:
+        kw["max_steps"] = args.max_steps
+    if args.batch_size is not None:
+        kw["batch_size"] = args.batch_size
+    return kw
+
+
+def _summary(res, key: str) -> None:
+    vals = res.losses(key)
+    print(f"trained in {res.seconds / 60:.2f} min on {res.examples} examples; {key} per logged step: "
+          + ", ".join(f"{v:.4f}" for v in vals))
+    print(f"saved: {res.output_dir}  (use: rankstack rerank ... --model {res.output_dir})")
+
+
+def cmd_sft(args) -> int:
+    from rankstack.training.sft import train_sft
+
+    ds, _ = _examples(args)
+    res = train_sft(ds, model=args.model, output_dir=args.output, loss=args.loss, rank_loss=args.rank_loss,
+                    max_length=args.max_length, **_train_kw(args))
+    _summary(res, "loss")
+    return 0
+
+
+def cmd_grpo(args) -> int:
+    from rankstack.training.grpo import train_grpo
+    from rankstack.training.rewards import build_rewards
+
+    build_rewards(args.reward)  # a bad reward name fails before any model loads
+    ds, rel = _examples(args)
+    if args.assistant_prefix is not None:
+        ds = ds.map(lambda r: {"assistant_prefix": args.assistant_prefix})
+    res = train_grpo(ds, model=args.model, output_dir=args.output, rewards=args.reward,
+                     reward_params={"rel": rel, "positive_min": args.positive_min if args.positive_min is not None else rel},
+                     num_generations=args.num_generations, max_completion_length=args.max_completion_length,
+                     temperature=args.temperature, beta=args.beta, **_train_kw(args))
+    _summary(res, "reward")
+    print(json.dumps({"reward_curve": res.losses("reward")}))
+    return 0
