@@ -87,6 +87,8 @@ def load_causal_lm(spec: str, dtype=None, device: str | None = None):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if is_lora_adapter(spec):
+        return _load_lora(spec, dtype=dtype, device=device)
     src = resolve(spec)
     path, kwargs = src.path, {}
     if src.gguf_file:
@@ -129,3 +131,31 @@ def load_tokenizer(spec: str):
             load_causal_lm(spec)
         return AutoTokenizer.from_pretrained(str(cache))
     return AutoTokenizer.from_pretrained(src.path)
+
+
+def is_lora_adapter(spec) -> bool:
+    """A folder written by peft (``adapter_config.json``), e.g. a rankstack training output."""
+    return Path(str(spec)).is_dir() and (Path(str(spec)) / "adapter_config.json").exists()
+
+
+def _load_lora(path: str, dtype=None, device: str | None = None):
+    """Load the base model the adapter names (alias, folder, GGUF or hub id), apply the adapter
+    and merge it, so inference runs a plain model. The adapter folder's tokenizer wins if it has one."""
+    import json
+
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    cfg = json.loads((Path(path) / "adapter_config.json").read_text())
+    base = cfg.get("base_model_name_or_path")
+    if not base:
+        raise RankstackError(f"{path}/adapter_config.json names no base_model_name_or_path")
+    log.info("LoRA adapter %s on base %s (merged on load)", path, base)
+    model, tok = load_causal_lm(base, dtype=dtype, device=None)
+    model = PeftModel.from_pretrained(model, path).merge_and_unload()
+    if (Path(path) / "tokenizer_config.json").exists():
+        tok = AutoTokenizer.from_pretrained(path)
+    if device:
+        model.to(device)
+    model.eval()
+    return model, tok

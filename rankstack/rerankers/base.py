@@ -168,16 +168,28 @@ class Reranker:
         """Rerank one query's candidates (``Doc``s, plain strings, or ``ScoredDoc``s with ``corpus``)."""
         q = query if isinstance(query, Query) else Query("q", str(query))
         ds: list[Doc] = []
+        first_scores: list[float] | None = []
         for i, d in enumerate(docs):
             if isinstance(d, Doc):
                 ds.append(d)
+                first_scores = None
             elif isinstance(d, ScoredDoc):
                 if corpus is None:
                     raise RankstackError("ScoredDoc candidates need a corpus to look their text up")
                 ds.append(corpus.get(d.docid))
+                if first_scores is not None:
+                    first_scores.append(d.score)
+            elif isinstance(d, str):
+                ds.append(Doc(str(i), d))
+                first_scores = None
             else:
-                ds.append(Doc(str(i), str(d)))
-        first = Ranking.from_order(q.qid, [d.docid for d in ds])
+                raise RankstackError(f"candidate {i} is a {type(d).__name__}; give Doc, str or ScoredDoc")
+        if len({d.docid for d in ds}) != len(ds):
+            raise RankstackError("duplicate docids among the candidates")
+        if first_scores:  # ScoredDocs: their first-stage scores are what fusion interpolates with
+            first = Ranking(q.qid, [ScoredDoc(d.docid, s) for d, s in zip(ds, first_scores)])
+        else:
+            first = Ranking.from_order(q.qid, [d.docid for d in ds])
         out = self._rerank_many({q.qid: q}, {q.qid: ds}, {q.qid: first})
         return out[q.qid].top(k)
 
@@ -283,9 +295,11 @@ class Reranker:
                 stats["model_requests"] += len(chunk)
                 if self.cache:
                     self.cache.put_many(fp, [(keys[i], flat[i][0], _to_json(o)) for i, o in zip(chunk, out)])
+                done = set()
                 for i, o in zip(chunk, out):
                     answers[keys[i]] = o
-                bar.update(sum(1 for k in keys if k in {keys[i] for i in chunk}))
+                    done.add(keys[i])
+                bar.update(sum(1 for k in keys if k in done))
         result = [answers[k] for k in keys]
         for (_, r), a in zip(flat, result):
             if isinstance(r, GenerateRequest):

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -34,7 +35,7 @@ class HFBackend(Backend):
 
     def __init__(self, model: str = "smollm2-135m", device: str | None = None, dtype: str | None = "float32",
                  batch_size: int = 8, threads: int | None = None, prefix_reuse: bool = True,
-                 max_length: int | None = None, model_obj=None, tokenizer=None):
+                 max_length: int | None = None, model_obj=None, tokenizer=None, min_prefix: int = 16):
         import torch
 
         from rankstack.models import load_causal_lm
@@ -48,7 +49,10 @@ class HFBackend(Backend):
             self.model.to(self.device)
         else:
             self.model, self.tokenizer = load_causal_lm(model, dtype=self.dtype, device=self.device)
-        self.model_id = str(model)
+        # a model object passed in is named by its weights, so two different objects never share cached scores
+        self.model_id = str(model) if model_obj is None else f"{model}:{_weights_digest(self.model)}"
+        if model_obj is None and os.path.isdir(str(model)):  # a local folder (a trained adapter) may be rewritten
+            self.model_id = f"{model}@{_folder_digest(str(model))}"
         self.batch_size = batch_size
         self.prefix_reuse = prefix_reuse
         self._max_length = max_length
@@ -56,6 +60,8 @@ class HFBackend(Backend):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "left"
         self._cand_cache: dict[str, int] = {}
+        self.min_prefix = min_prefix  # shorter shared prefixes are not worth a separate KV pass
+        self._head_w = None
 
     def fingerprint(self) -> str:
         return f"hf:{self.model_id}:{str(self.dtype).replace('torch.', '')}"
@@ -97,14 +103,19 @@ class HFBackend(Backend):
         return self._cand_cache[candidate]
 
     # --- scoring -----------------------------------------------------------------------
-    def _last_logprobs(self, batch_ids: list[list[int]]):
-        """Full-vocabulary log-probs (fp32) at the last position of each sequence."""
+    def _head_fp32(self, h):
+        """Output layer in fp32 at the scored positions only (bf16 logits would create ties)."""
         import torch
 
-        if self.prefix_reuse and len(batch_ids) > 1:
-            n = _common_prefix_len(batch_ids)
-            if n >= 16 and all(len(x) > n for x in batch_ids):
-                return self._last_logprobs_shared_prefix(batch_ids, n)
+        if self._head_w is None:
+            w = self.model.get_output_embeddings().weight
+            self._head_w = w if w.dtype == torch.float32 else w.detach().float()
+        return torch.log_softmax(torch.nn.functional.linear(h.float(), self._head_w), dim=-1)
+
+    def _padded_logprobs(self, batch_ids: list[list[int]]):
+        """Left-padded batch, no prefix sharing: log-probs (fp32, full vocab) after each sequence."""
+        import torch
+
         pad = self.tokenizer.pad_token_id
         width = max(len(x) for x in batch_ids)
         ids = torch.full((len(batch_ids), width), pad, dtype=torch.long)
@@ -116,76 +127,135 @@ class HFBackend(Backend):
         with torch.inference_mode():
             out = self.model.get_decoder()(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                            position_ids=pos.to(self.device), use_cache=False)
-            h = out.last_hidden_state[:, -1]
-            return self._head_fp32(h)
+            return self._head_fp32(out.last_hidden_state[:, -1])
 
-    def _head_fp32(self, h):
+    def _prefix_cache(self, prefix: list[int]):
+        """KV cache of ``prefix`` (batch 1), computed once per family of prompts."""
         import torch
 
-        w = self.model.get_output_embeddings().weight
-        logits = torch.nn.functional.linear(h.float(), w.float())
-        return torch.log_softmax(logits, dim=-1)
+        with torch.inference_mode():
+            out = self.model.get_decoder()(input_ids=torch.tensor([prefix], device=self.device), use_cache=True)
+        return getattr(out, "cache", None) or out.past_key_values
 
-    def _last_logprobs_shared_prefix(self, batch_ids: list[list[int]], n: int):
-        """Run the shared prefix once (batch 1), then every suffix against its KV cache."""
+    def _suffix_logprobs(self, prefix_cache, n: int, suffixes: list[list[int]]):
+        """Every suffix against a copy of the prefix's KV cache (right padding keeps the prefix at
+        positions 0..n-1): each prompt pays only for its own tokens."""
+        import copy
+
         import torch
-        from transformers import DynamicCache
 
         dec = self.model.get_decoder()
         pad = self.tokenizer.pad_token_id
-        b = len(batch_ids)
-        suffixes = [x[n:] for x in batch_ids]
+        b = len(suffixes)
         width = max(len(s) for s in suffixes)
         ids = torch.full((b, width), pad, dtype=torch.long)
         mask = torch.zeros((b, n + width), dtype=torch.long)
         mask[:, :n] = 1
         last = torch.zeros(b, dtype=torch.long)
-        for i, s in enumerate(suffixes):  # right padding: the prefix stays aligned at position 0
+        for i, s in enumerate(suffixes):
             ids[i, : len(s)] = torch.tensor(s)
             mask[i, n: n + len(s)] = 1
             last[i] = len(s) - 1
         pos = torch.arange(n, n + width).unsqueeze(0).expand(b, -1)
+        cache = copy.deepcopy(prefix_cache)
+        if b > 1:
+            cache.batch_repeat_interleave(b)
         with torch.inference_mode():
-            pre = dec(input_ids=torch.tensor([batch_ids[0][:n]], device=self.device), use_cache=True)
-            cache = getattr(pre, "past_key_values", None) or getattr(pre, "cache", None)
-            if hasattr(cache, "batch_repeat_interleave"):
-                cache.batch_repeat_interleave(b)
-            else:  # older/newer cache classes: rebuild from per-layer tensors
-                legacy = [(k.expand(b, -1, -1, -1).contiguous(), v.expand(b, -1, -1, -1).contiguous())
-                          for k, v in cache.to_legacy_cache()]
-                cache = DynamicCache.from_legacy_cache(legacy)
             out = dec(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                       position_ids=pos.to(self.device), use_cache=True, **{_cache_kwarg(dec): cache})
-            h = out.last_hidden_state[torch.arange(b), last.to(self.device)]
-            return self._head_fp32(h)
+            return self._head_fp32(out.last_hidden_state[torch.arange(b), last.to(self.device)])
 
-    def _batches(self, encoded: list[list[int]]):
-        """Length-sorted batches of indices; prompts sharing a prefix land together."""
-        order = sorted(range(len(encoded)), key=lambda i: (encoded[i][:32], len(encoded[i])))
-        if not self.prefix_reuse:
+    def _last_logprobs(self, batch_ids: list[list[int]]):
+        """Full-vocabulary log-probs (fp32) after each sequence of one batch (kept for callers)."""
+        n = _common_prefix_len(batch_ids) if len(batch_ids) > 1 else 0
+        n = min(n, min(len(x) for x in batch_ids) - 1)
+        if self.prefix_reuse and n >= self.min_prefix:
+            return self._suffix_logprobs(self._prefix_cache(batch_ids[0][:n]), n, [x[n:] for x in batch_ids])
+        return self._padded_logprobs(batch_ids)
+
+    def _plan(self, encoded: list[list[int]]):
+        """Batches as ``(indices, prefix_len)``; ``prefix_len`` 0 means a plain left-padded batch.
+
+        With ``prefix_reuse``, prompts are sorted as token sequences, so prompts sharing a prefix
+        sit together; the sorted list is split into *families* (e.g. all passages of one query:
+        same system prompt + query) by their longest shared prefix. A family's prefix runs once
+        and its prompts, length-sorted, run in batches against that prefix's KV cache. Prompts
+        left in small families go to ordinary length-sorted padded batches.
+        """
+        bs = self.batch_size
+        if not self.prefix_reuse or len(encoded) < 2:
             order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        for s in range(0, len(order), self.batch_size):
-            yield order[s: s + self.batch_size]
+            return [(order[s: s + bs], 0) for s in range(0, len(order), bs)]
+        order = sorted(range(len(encoded)), key=lambda i: encoded[i])
+        lcp = [0] + [_common_prefix_len([encoded[order[j - 1]], encoded[order[j]]]) for j in range(1, len(order))]
+        families: list[tuple[list[int], int]] = []
+
+        def split(lo: int, hi: int) -> None:
+            if hi - lo < 2:
+                families.append((order[lo:hi], 0))
+                return
+            c = min(lcp[lo + 1: hi])
+            cuts = [j for j in range(lo + 1, hi) if lcp[j] == c]
+            n_children = len(cuts) + 1
+            if hi - lo > bs and (hi - lo) / n_children >= max(2.0, bs / 2):
+                for a, b in zip([lo, *cuts], [*cuts, hi]):
+                    split(a, b)
+            else:
+                families.append((order[lo:hi], c))
+
+        split(0, len(order))
+        plan, rest = [], []
+        for idx, c in families:
+            n = min(c, min(len(encoded[i]) for i in idx) - 1) if idx else 0
+            if len(idx) >= max(2, min(bs, 4)) and n >= self.min_prefix:
+                idx = sorted(idx, key=lambda i: len(encoded[i]))
+                plan += [(idx[s: s + bs], n) for s in range(0, len(idx), bs)]
+            else:
+                rest += idx
+        rest.sort(key=lambda i: len(encoded[i]))
+        plan += [(rest[s: s + bs], 0) for s in range(0, len(rest), bs)]
+        return plan
+
+    def _run_plan(self, encoded: list[list[int]]):
+        """Yield ``(indices, log-probs)`` per batch, reusing one prefix cache per family."""
+        cached_prefix, cache = None, None
+        for idx, n in self._plan(encoded):
+            if n:
+                prefix = encoded[idx[0]][:n]
+                if prefix != cached_prefix:
+                    cached_prefix, cache = prefix, self._prefix_cache(prefix)
+                yield idx, self._suffix_logprobs(cache, n, [encoded[i][n:] for i in idx])
+            else:
+                yield idx, self._padded_logprobs([encoded[i] for i in idx])
+
+    def encode_many(self, prompts: Sequence[Prompt]) -> list[list[int]]:
+        if not prompts:
+            return []
+        return self.tokenizer([self.render(p) for p in prompts], add_special_tokens=False)["input_ids"]
 
     def next_token_logprobs(self, prompts: Sequence[Prompt], candidates: Sequence[str]) -> np.ndarray:
         cand_ids = [self.token_id(c) for c in candidates]
-        encoded = [self.encode(p) for p in prompts]
+        encoded = self.encode_many(prompts)
         out = np.zeros((len(prompts), len(cand_ids)), dtype=np.float32)
-        for idx in self._batches(encoded):
-            lp = self._last_logprobs([encoded[i] for i in idx])
+        for idx, lp in self._run_plan(encoded):
             out[idx] = lp[:, cand_ids].cpu().numpy()
         return out
 
     def next_token_logprobs_full(self, prompts: Sequence[Prompt]) -> np.ndarray:
         """Full-vocabulary next-token log-probs (for callers that need many candidates)."""
-        encoded = [self.encode(p) for p in prompts]
+        encoded = self.encode_many(prompts)
         out = None
-        for idx in self._batches(encoded):
-            lp = self._last_logprobs([encoded[i] for i in idx]).cpu().numpy()
+        for idx, lp in self._run_plan(encoded):
+            lp = lp.cpu().numpy()
             if out is None:
                 out = np.zeros((len(prompts), lp.shape[1]), dtype=np.float32)
             out[idx] = lp
         return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+    def _batches(self, encoded: list[list[int]]):
+        """Index batches in the order they run (see :meth:`_plan`)."""
+        for idx, _ in self._plan(encoded):
+            yield idx
 
     # --- generation ----------------------------------------------------------------------
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams = SamplingParams()) -> list[list[Completion]]:
@@ -242,6 +312,29 @@ class HFBackend(Backend):
                 pieces = self.tokenizer.convert_ids_to_tokens(toks)
                 results[idx[row // params.n]].append(Completion(text, tlps, pieces, finish))
         return results
+
+
+def _folder_digest(path: str) -> str:
+    import hashlib
+
+    h = hashlib.sha1()
+    for name in sorted(os.listdir(path)):
+        if name.endswith((".safetensors", ".bin", ".json")):
+            st = os.stat(os.path.join(path, name))
+            h.update(f"{name}:{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:12]
+
+
+def _weights_digest(model) -> str:
+    import hashlib
+
+    h = hashlib.sha1()
+    for i, (name, p) in enumerate(model.named_parameters()):
+        if i >= 8:
+            break
+        h.update(name.encode())
+        h.update(p.detach().flatten()[:4096].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:12]
 
 
 def _common_prefix_len(seqs: list[list[int]]) -> int:
