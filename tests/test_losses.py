@@ -63,8 +63,14 @@ def test_first_loss_reads_targets_and_trains(tiny_lm):
     ids = torch.tensor([p_ids + t_ids])
     labels = torch.tensor([[-100] * len(p_ids) + t_ids])
     loss = FirstLoss(tok)
-    pos, order = loss.targets(labels[0])
+    pos, order = loss.targets(labels[0, 1:])
     assert pos == len(p_ids) - 1 and order == [1, 0, 2]
+    off = loss.keep_from(labels)
+    assert off == len(p_ids) - 1
+    with torch.no_grad():  # logits of the completion only give the same loss as the full logits
+        full = loss(model(input_ids=ids), labels)
+        part = loss(model(input_ids=ids, logits_to_keep=ids.shape[1] - off), labels, offset=off)
+    assert float(full) == pytest.approx(float(part), rel=1e-5)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()
     values = []

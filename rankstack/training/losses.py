@@ -145,55 +145,67 @@ class FirstLoss:
         self._opens = {i for i, t in enumerate(vocab) if t is not None and t.endswith("[")}
         self.last = {}
 
-    def targets(self, labels_row) -> tuple[int, list[int]] | None:
-        """(position whose logits predict the first identifier, letter indices in target order)."""
-        idx = (labels_row != -100).nonzero().flatten().tolist()
+    def targets(self, target_row) -> tuple[int, list[int]] | None:
+        """From one row of next-token targets (``targets[t]`` is what ``pred[t]`` predicts; -100 off
+        the completion): (index of the prediction of the first identifier, letters in target order)."""
+        idx = (target_row != -100).nonzero().flatten().tolist()
         if not idx:
             return None
-        toks = labels_row.tolist()
-        first_pos, order = None, []
+        toks = target_row.tolist()
+        first, order = None, []
         for k, p in enumerate(idx):
             t = toks[p]
             if t in self._letter_index and (k == 0 or toks[idx[k - 1]] in self._opens):
                 j = self._letter_index[t]
                 if j in order:
                     continue
-                if first_pos is None:
-                    first_pos = p - 1
+                if first is None:
+                    first = p
                 order.append(j)
-        if first_pos is None or first_pos < 0 or len(order) < 2:
+        if first is None or len(order) < 2:
             return None
-        return first_pos, order
+        return first, order
 
-    def rank_scores(self, logits, labels):
+    def rank_scores(self, pred, targets):
         """(scores (b, n), ranks (b, n), mask (b, n)) for the rows with a permutation target."""
         rows, n = [], 0
-        for b in range(labels.shape[0]):
-            t = self.targets(labels[b])
+        for b in range(targets.shape[0]):
+            t = self.targets(targets[b])
             if t is not None:
                 rows.append((b, *t))
                 n = max(n, max(t[1]) + 1)
         if not rows:
             return None
-        letter_ids = torch.tensor(self.letters[:n], device=logits.device)
-        scores = torch.stack([logits[b, p].float().index_select(0, letter_ids) for b, p, _ in rows])
-        ranks = torch.full((len(rows), n), float(n + 1), device=logits.device)
-        mask = torch.zeros((len(rows), n), dtype=torch.bool, device=logits.device)
+        letter_ids = torch.tensor(self.letters[:n], device=pred.device)
+        scores = torch.stack([pred[b, p].float().index_select(0, letter_ids) for b, p, _ in rows])
+        ranks = torch.full((len(rows), n), float(n + 1), device=pred.device)
+        mask = torch.zeros((len(rows), n), dtype=torch.bool, device=pred.device)
         for i, (_, _, order) in enumerate(rows):
             for r, j in enumerate(order):
                 ranks[i, j] = r + 1
                 mask[i, j] = True
         return scores, ranks, mask
 
-    def __call__(self, outputs, labels, num_items_in_batch=None):
+    @staticmethod
+    def keep_from(labels) -> int:
+        """The first position whose logits the loss needs (one before the earliest target token):
+        pass ``logits_to_keep=labels.shape[1] - keep_from(labels)`` to the model and ``offset=`` here,
+        so the output layer runs on the completion only (prompts are long, targets short)."""
+        has = (labels != -100).any(0).nonzero().flatten()
+        return max(0, int(has[0]) - 1) if len(has) else 0
+
+    def __call__(self, outputs, labels, num_items_in_batch=None, offset: int = 0):
+        """``outputs.logits`` cover positions ``offset..`` of the sequence (all of it by default)."""
         logits = outputs.logits if hasattr(outputs, "logits") else outputs["logits"]
-        shift_logits = logits[:, :-1].float()
-        shift_labels = labels[:, 1:].to(logits.device)
-        nll = F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
+        if logits.shape[1] != labels.shape[1] - offset:
+            raise RankstackError(f"logits cover {logits.shape[1]} positions, labels {labels.shape[1]} - offset {offset}")
+        pred = logits[:, :-1]
+        targets = labels[:, offset + 1:].to(logits.device)
+        nll = F.cross_entropy(pred.float().reshape(-1, pred.shape[-1]), targets.reshape(-1),
                               ignore_index=-100, reduction="sum")
-        n_tok = num_items_in_batch if num_items_in_batch is not None else (shift_labels != -100).sum()
+        n_tok = num_items_in_batch if num_items_in_batch is not None else (targets != -100).sum()
         lm = nll / torch.as_tensor(n_tok, device=nll.device).clamp(min=1)
-        got = self.rank_scores(logits, labels)
+        got = self.rank_scores(pred, targets)
         if got is None:
             rank = lm * 0.0
         else:

@@ -106,8 +106,9 @@ def first_trainer_class():
             inputs = dict(inputs)
             labels = inputs.pop("labels")
             inputs["use_cache"] = False
-            outputs = model(**inputs)
-            loss = self.first_loss(outputs, labels, num_items_in_batch=num_items_in_batch)
+            offset = self.first_loss.keep_from(labels)  # the output layer runs on the completion only
+            outputs = model(**inputs, logits_to_keep=labels.shape[1] - offset)
+            loss = self.first_loss(outputs, labels, num_items_in_batch=num_items_in_batch, offset=offset)
             mode = "train" if model.training else "eval"
             for k, v in self.first_loss.last.items():
                 self._metrics[mode][k].append(v)
