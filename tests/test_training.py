@@ -5,7 +5,18 @@ from collections import Counter
 
 import pytest
 
+from rankstack.cli import main
 from rankstack.training import examples as E
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tiny_lm, tmp_path_factory):
+    """The tiny model saved as a folder: a model spec like any other."""
+    model, tok = tiny_lm
+    d = tmp_path_factory.mktemp("tiny")
+    model.save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
 
 
 @pytest.fixture(scope="module")
@@ -93,19 +104,72 @@ def test_sft_first_loss_option(tiny_lm, dl19, split, tmp_path):
     assert all("rank_loss" in h and "lm_loss" in h for h in res.log_history if "loss" in h)
 
 
-def test_grpo_steps_with_a_named_reward(tiny_lm, tmp_path):
+def test_grpo_steps_then_adapter_loads(tiny_dir, tmp_path):
     from datasets import Dataset
 
     from rankstack.rerankers.backends.base import Prompt
+    from rankstack.rerankers.registry import load_reranker
     from rankstack.training.grpo import reward_curve, train_grpo
 
-    model, tok = tiny_lm
     p = Prompt.chat("Which is relevant? [1] a [2] b", assistant_prefix="<think> </think> <answer>[")
     ds = Dataset.from_list([{"prompt": p.as_dicts(), "assistant_prefix": p.assistant_prefix, "gold": [1],
                              "qid": str(i)} for i in range(4)])
-    res = train_grpo(ds, model=(copy.deepcopy(model), tok), output_dir=tmp_path / "grpo", rewards="rankr1",
+    res = train_grpo(ds, model=str(tiny_dir), output_dir=tmp_path / "grpo", rewards="rankr1",
                      num_generations=2, max_completion_length=4, max_steps=2, use_cpu=True, bf16=False,
                      merge=False)
     curve = reward_curve(res)
     assert len(curve) == 2 and all(0.0 <= r <= 1.0 for r in curve)
     assert (tmp_path / "grpo" / "adapter_config.json").exists()
+    rr = load_reranker("pointwise", model=str(tmp_path / "grpo"), cache=False, progress=False)
+    assert len(rr.rerank("q", ["a", "b", "c"])) == 3
+
+
+def test_targets_are_the_rewards_optimum_and_parse(dl19, split):
+    """Each builder's target gets the best value of its paradigm's reward, and the reranker's own
+    parser reads it back (training targets and inference parsing agree)."""
+    from rankstack.rerankers.groupwise import parse_group_scores
+    from rankstack.rerankers.parsing import parse_permutation
+    from rankstack.rerankers.rubric import parse_rubric_score
+    from rankstack.rerankers.setwise import parse_setwise_answer
+    from rankstack.training import rewards as R
+
+    args = (dl19.queries, dl19.qrels, dl19.run, dl19.corpus)
+    q = split[0][:2]
+
+    def cols(d):
+        return {c: d[c] for c in d.column_names if c not in ("prompt", "completion")}
+
+    sw = E.setwise_examples(*args, qids=q, size=4, n_sets=2)
+    assert R.rankr1_reward(sw["completion"], **cols(sw)) == [1.0] * len(sw)
+    assert all(parse_setwise_answer(r["completion"], 4) == (r["gold"][0] - 1, "ok") for r in sw)
+    gw = E.groupwise_examples(*args, qids=q, size=4, n_groups=2)
+    assert R.grouprank_reward(gw["completion"], **cols(gw)) == pytest.approx([1.3] * len(gw))
+    for r in gw:
+        scores, status = parse_group_scores(r["completion"], 4)
+        assert [round(s * 10) for s in scores] == r["gold_scores"]
+    lw = E.listwise_examples(*args, qids=q, window=5, step=5, depth=10, prompt="reasonrank")
+    assert R.reasonrank_reward(lw["completion"], **cols(lw)) == pytest.approx([1.3] * len(lw))
+    assert all(parse_permutation(r["completion"], 5).order == [t - 1 for t in r["teacher"]] for r in lw)
+    rb = E.rubric_examples(*args, qids=q, n_pos=1, n_hard=1, n_random=0)
+    assert all(parse_rubric_score(r["completion"])[0] == r["teacher_score"] for r in rb)
+
+
+def test_cli_train_sft_and_grpo(tiny_dir, tmp_path, capsys):
+    common = ["--dataset", "dl19", "--model", str(tiny_dir), "--train-fraction", "0.1", "--n-pos", "1",
+              "--n-hard", "1", "--n-random", "0", "--max-steps", "1", "--batch-size", "2", "--cpu"]
+    assert main(["train", "sft", "--paradigm", "pointwise", "-o", str(tmp_path / "sft"), "--max-length", "256",
+                 *common]) == 0
+    out = capsys.readouterr().out
+    assert "held out" in out and "loss per logged step" in out and (tmp_path / "sft" / "config.json").exists()
+    assert main(["train", "grpo", "--paradigm", "pointwise", "--method", "prorank", "--reward", "prorank",
+                 "--num-generations", "2", "--max-completion-length", "2", "-o", str(tmp_path / "grpo"),
+                 *common]) == 0
+    assert "reward_curve" in capsys.readouterr().out
+
+
+def test_cli_train_errors(capsys, tmp_path):
+    assert main(["train", "grpo", "--dataset", "dl19", "--reward", "nope", "-o", str(tmp_path / "x"),
+                 "--model", "/nonexistent/model"]) == 2
+    assert "unknown reward 'nope'" in capsys.readouterr().err
+    assert main(["train", "sft", "-o", str(tmp_path / "y")]) == 2  # no data named
+    assert "--queries is required" in capsys.readouterr().err

@@ -62,9 +62,11 @@ def render_dataset(dataset, tokenizer, keep: bool = False):
     return out
 
 
-def save(trainer, tokenizer, output_dir, merge: bool = True) -> Path:
+def save(trainer, tokenizer, output_dir, merge: bool = True, base: str | None = None) -> Path:
     """Save the trained model: LoRA merged into the weights (a plain model folder any reranker
-    loads) when ``merge``, else the adapter (``adapter_config.json`` + weights) and tokenizer."""
+    loads) when ``merge``, else the adapter (``adapter_config.json`` + weights) and tokenizer.
+    ``base``: the spec the model was loaded from (an alias such as ``smollm2-135m``), written into
+    the adapter config so the folder loads wherever that spec resolves."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = trainer.model
@@ -72,6 +74,13 @@ def save(trainer, tokenizer, output_dir, merge: bool = True) -> Path:
         model = model.merge_and_unload()
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    cfg = out / "adapter_config.json"
+    if base and cfg.exists():
+        import json
+
+        data = json.loads(cfg.read_text())
+        data["base_model_name_or_path"] = base
+        cfg.write_text(json.dumps(data, indent=2))
     log.info("saved %s to %s", "merged model" if merge else "model/adapter", out)
     return out
 

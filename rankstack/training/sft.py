@@ -75,7 +75,7 @@ def train_sft(dataset, model="smollm2-135m", output_dir="sft-out", *, loss: str 
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
-    out = save(trainer, tok, output_dir, merge=merge) if save_model else Path(output_dir)
+    out = save(trainer, tok, output_dir, merge=merge, base=model if isinstance(model, str) else None) if save_model else Path(output_dir)
     return TrainResult(out, seconds, log_history(trainer), len(train))
 
 
