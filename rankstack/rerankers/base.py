@@ -224,7 +224,7 @@ class Reranker:
     # --- engine ----------------------------------------------------------------------------------
     def _rerank_many(self, queries: dict[str, Query], docs: dict[str, list[Doc]],
                      firsts: dict[str, Ranking]) -> dict[str, Ranking]:
-        stats: Counter = Counter()
+        stats: Counter = Counter(requests=0, cache_hits=0, model_requests=0)  # always reported, even when 0
         prepared = {qid: [self.prepare_doc(d) for d in ds] for qid, ds in docs.items()}
         programs = {qid: self.program(queries[qid], prepared[qid], stats) for qid in queries if prepared[qid]}
         results = {qid: Ranking(qid, []) for qid in queries if not prepared[qid]}

@@ -1,0 +1,111 @@
+"""Speed of pointwise yes/no scoring: our ``hf`` backend vs a plain one-pair-at-a-time loop.
+
+Same model (SmolLM2-135M-Instruct, fp32), same (query, passage) pairs (DL19 BM25 top-D of the
+first Q queries), same prompts, same hardware, one process. Variants:
+
+- ``plain loop``: ``AutoModelForCausalLM(**tokenizer(prompt))`` per pair, logits of the last
+  position -> log-softmax -> yes/no forms (what a first implementation does);
+- ``hf b=B no-reuse``: our backend, length-sorted left-padded batches, fp32 head at the last
+  position only;
+- ``hf b=B prefix-reuse``: plus the shared prefix (system prompt + instruction + query) run once
+  per query, each passage paying only for its own tokens.
+
+The maths is the same in all variants, so scores must agree (max |diff| printed). Run it
+under the CPU lock:  flock /tmp/rankstack-cpu.lock .venv/bin/python benchmarks/pointwise_speed.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RANKSTACK_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+os.environ.setdefault("RANKSTACK_CACHE", os.path.join(os.path.dirname(__file__), "..", ".cache", "rankstack"))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--queries", type=int, default=3)
+    ap.add_argument("--docs", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch-sizes", default="8,16")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from rankstack.data import load_dataset
+    from rankstack.eval import evaluate, format_table
+    from rankstack.rerankers.backends import load_backend
+    from rankstack.rerankers.pointwise import PointwiseReranker
+    from rankstack.types import Ranking, Run
+
+    ds = load_dataset("dl19")
+    qids = list(ds.run)[: args.queries]
+    first = Run(name="bm25")
+    for q in qids:
+        first[q] = ds.run[q].top(args.docs)
+    n_pairs = sum(len(first[q]) for q in qids)
+    be = load_backend("hf", model="smollm2-135m", dtype="float32", batch_size=8)
+    model, tok = be.model, be.tokenizer
+
+    per, extra, scores = {}, {}, {}
+    rr = PointwiseReranker(be, method="yesno", cache=False, progress=False)
+    yes = [be.token_id(c) for c in rr.yes_forms]
+    no = [be.token_id(c) for c in rr.no_forms]
+
+    # warm-up (allocator, kernels)
+    d0 = ds.corpus.get(first[qids[0]].docids[0])
+    be.next_token_logprobs([rr.prompt(ds.queries[qids[0]].text, rr.prepare_doc(d0))], ("yes",))
+
+    # 1. the plain loop
+    t0 = time.perf_counter()
+    plain = Run(name="plain")
+    for q in qids:
+        rows = []
+        for d in ds.corpus.get_many(first[q].docids):
+            ids = tok(be.render(rr.prompt(ds.queries[q].text, rr.prepare_doc(d))), add_special_tokens=False,
+                      return_tensors="pt")
+            with torch.inference_mode():
+                lp = torch.log_softmax(model(**ids).logits[0, -1].float(), -1)
+            rows.append((d.docid, float(torch.logsumexp(lp[yes], 0) - torch.logsumexp(lp[no], 0))))
+        plain[q] = Ranking.from_scores(q, rows)
+    secs = time.perf_counter() - t0
+    runs = {"plain loop (1 pair/forward)": (plain, secs)}
+
+    # 2. our backend, with and without prefix reuse
+    for bs in [int(b) for b in args.batch_sizes.split(",")]:
+        for reuse in (False, True):
+            be.batch_size, be.prefix_reuse = bs, reuse
+            t0 = time.perf_counter()
+            out = rr.rerank_run(first, ds.queries, ds.corpus, depth=args.docs)
+            runs[f"hf b={bs} {'prefix-reuse' if reuse else 'no-reuse'}"] = (out, time.perf_counter() - t0)
+
+    base = {(q, d.docid): d.score for q in qids for d in plain[q].docs}
+    plain_rate = n_pairs / runs["plain loop (1 pair/forward)"][1]
+    for name, (run, secs) in runs.items():
+        per[name] = evaluate(run, ds.qrels, ["nDCG@10"], rel=ds.rel, per_query=True)
+        diff = max(abs(d.score - base[(q, d.docid)]) for q in qids for d in run[q].docs)
+        rate = n_pairs / secs
+        extra[name] = {"pairs": str(n_pairs), "seconds": f"{secs:.1f}", "docs/s": f"{rate:.2f}",
+                       "x plain": f"{rate / plain_rate:.2f}", "max|score diff|": f"{diff:.1e}"}
+        scores[name] = secs
+    print(f"command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
+    print(f"model smollm2-135m (SmolLM2-135M-Instruct, GGUF Q4_1 dequantized), dtype float32, yes/no pointwise; "
+          f"data DL19 BM25 top-{args.docs} of the first {len(qids)} queries ({n_pairs} pairs); threads {args.threads}; "
+          f"hardware {platform.processor() or platform.machine()} x{os.cpu_count()} ({platform.platform()}); "
+          f"load average at end {os.getloadavg()[0]:.1f}")
+    print(format_table(per, extra=extra))
+    best = max((n for n in runs if n.startswith("hf")), key=lambda n: n_pairs / scores[n])
+    print(f"best: {best}: {scores['plain loop (1 pair/forward)'] / scores[best]:.2f}x the plain loop; "
+          f"prefix reuse vs none at b=8: {scores['hf b=8 no-reuse'] / scores['hf b=8 prefix-reuse']:.2f}x"
+          if "hf b=8 no-reuse" in scores else "")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

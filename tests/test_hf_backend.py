@@ -1,0 +1,137 @@
+"""The hf backend: prefix families, batching/padding invariance, fp32 head, generation, LoRA folders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rankstack.rerankers.backends.base import Prompt, SamplingParams
+from rankstack.rerankers.backends.hf import HFBackend, _common_prefix_len
+
+SYSTEM = "You judge search results. Read the query and the passage."
+QUERIES = ["what is the capital of france", "how do bees make honey", "symptoms of the flu"]
+PASSAGES = ["Paris.", "Bees collect nectar and store it in wax cells where it thickens into honey over weeks.",
+            "Influenza brings fever, cough, sore throat and aching muscles.", "The Eiffel tower is tall.",
+            "Honey is sweet and sticky; it keeps for years in a sealed jar because of its low water content."]
+
+
+def _prompts():
+    return [Prompt.chat(f"Query: {q}\nPassage: {p}\n\nRelevant? Answer Yes or No.", system=SYSTEM)
+            for q in QUERIES for p in PASSAGES]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_lm):
+    model, tok = tiny_lm
+    return HFBackend(model="tiny-llama", model_obj=model, tokenizer=tok, batch_size=4)
+
+
+def test_plan_groups_prompts_by_query_prefix(tiny):
+    enc = tiny.encode_many(_prompts())
+    plan = tiny._plan(enc)
+    assert sorted(i for idx, _ in plan for i in idx) == list(range(15))
+    shared = [(idx, n) for idx, n in plan if n]
+    assert sum(len(idx) for idx, _ in shared) == 15  # every prompt runs against its query's prefix
+    for idx, n in shared:
+        assert len({i // len(PASSAGES) for i in idx}) == 1  # one query per batch
+        q = idx[0] // len(PASSAGES)
+        family = [enc[i] for i in range(q * len(PASSAGES), (q + 1) * len(PASSAGES))]
+        assert n == _common_prefix_len(family) >= 25  # system prompt + query, all of it
+        lens = [len(enc[i]) for i in idx]
+        assert lens == sorted(lens) and len(idx) <= 4
+    tiny.prefix_reuse = False
+    try:
+        assert all(n == 0 for _, n in tiny._plan(enc))
+    finally:
+        tiny.prefix_reuse = True
+
+
+def test_prefix_reuse_and_padding_do_not_change_scores(tiny):
+    prompts = _prompts()
+    cands = ("yes", "no", " Yes", "1")
+    tiny.batch_size, tiny.prefix_reuse = 1, False
+    try:
+        ref = np.stack([tiny.next_token_logprobs([p], cands)[0] for p in prompts])  # one prompt, no padding
+        for bs in (3, 16):
+            tiny.batch_size, tiny.prefix_reuse = bs, False
+            padded = tiny.next_token_logprobs(prompts, cands)
+            tiny.prefix_reuse = True
+            shared = tiny.next_token_logprobs(prompts, cands)
+            assert np.abs(padded - ref).max() < 1e-4
+            assert np.abs(shared - ref).max() < 1e-4
+    finally:
+        tiny.batch_size, tiny.prefix_reuse = 4, True
+    assert ref.dtype == np.float32 and np.all(ref < 0)
+
+
+def test_full_vocab_logprobs_are_a_distribution(tiny):
+    full = tiny.next_token_logprobs_full(_prompts()[:5])
+    assert full.shape == (5, tiny.model.config.vocab_size)
+    assert np.allclose(np.exp(full.astype(np.float64)).sum(1), 1.0, atol=1e-3)
+    pick = tiny.next_token_logprobs(_prompts()[:5], ("yes",))
+    assert np.allclose(full[:, tiny.token_id("yes")], pick[:, 0], atol=1e-5)
+
+
+def test_candidate_must_be_one_token(tiny):
+    from rankstack.rerankers.backends.base import BackendError
+
+    with pytest.raises(BackendError):
+        tiny.next_token_logprobs(_prompts()[:1], ("10",))  # '1' '0' in SmolLM2's tokenizer
+
+
+def test_bf16_decoder_keeps_fp32_head(tiny_lm):
+    model, tok = tiny_lm
+    import copy
+
+    m16 = copy.deepcopy(model).to(torch.bfloat16)
+    be16 = HFBackend(model="tiny-llama", model_obj=m16, tokenizer=tok, batch_size=4)
+    be32 = HFBackend(model="tiny-llama", model_obj=model, tokenizer=tok, batch_size=4)
+    assert be16.fingerprint() != be32.fingerprint()  # different weights, different cache identity
+    a = be16.next_token_logprobs(_prompts(), ("yes", "no"))
+    b = be32.next_token_logprobs(_prompts(), ("yes", "no"))
+    assert a.dtype == np.float32 and np.abs(a - b).max() < 0.1
+    assert be16._head_w.dtype == torch.float32
+    diffs = a[:, 0] - a[:, 1]
+    assert len(set(np.round(diffs, 6))) == len(diffs)  # no bf16 rounding ties
+
+
+def test_generate_greedy_is_deterministic_and_consistent(tiny):
+    prompts = _prompts()[:2]
+    out = tiny.generate(prompts, SamplingParams(max_new_tokens=6))
+    again = tiny.generate(prompts[::-1], SamplingParams(max_new_tokens=6))[::-1]
+    assert [c[0].text for c in out] == [c[0].text for c in again]
+    for comps in out:
+        c = comps[0]
+        assert len(c.token_logprobs) == len(c.tokens) <= 6 and all(lp <= 0 for lp in c.token_logprobs)
+    sampled = tiny.generate(prompts[:1], SamplingParams(n=3, temperature=1.0, max_new_tokens=2, seed=1))
+    assert len(sampled[0]) == 3
+
+
+def test_lora_adapter_folder_loads_merged(tiny_lm, tmp_path):
+    """A peft adapter folder as ``model=``: the base it names is loaded and the adapter merged."""
+    from peft import LoraConfig, get_peft_model
+
+    from rankstack.models import is_lora_adapter, load_causal_lm
+
+    model, tok = tiny_lm
+    base_dir = tmp_path / "base"
+    model.save_pretrained(base_dir)
+    tok.save_pretrained(base_dir)
+    torch.manual_seed(1)
+    peft_model = get_peft_model(load_causal_lm(str(base_dir))[0],
+                                LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    adapter = tmp_path / "adapter"
+    peft_model.save_pretrained(adapter)
+    assert is_lora_adapter(str(adapter)) and not is_lora_adapter(str(base_dir))
+
+    ids = tok("Query: bees\nPassage: honey", return_tensors="pt")
+    with torch.inference_mode():
+        want = peft_model(**ids).logits[0, -1]
+        base_out = model(**ids).logits[0, -1]
+    merged, tok2 = load_causal_lm(str(adapter))
+    with torch.inference_mode():
+        got = merged(**ids).logits[0, -1]
+    assert torch.allclose(got, want, atol=1e-4) and not torch.allclose(got, base_out, atol=1e-3)
+    be = HFBackend(model=str(adapter), batch_size=2)
+    assert str(adapter) in be.fingerprint() and be.next_token_logprobs(_prompts()[:2], ("yes",)).shape == (2, 1)
