@@ -2,7 +2,7 @@
 
     flock /tmp/rankstack-cpu.lock .venv/bin/python benchmarks/train_grpo_setwise.py
 
-Sets of 5 shuffled BM25 top-20 candidates from the training half of DL19 (seeded split), the
+Sets of 4 shuffled BM25 top-20 candidates from the training half of DL19 (seeded split), the
 Rank-R1 prompt of the setwise reranker; the assistant turn starts with
 ``<think> </think> <answer>[`` (no-reasoning variant for a 135M model [DEFAULT]), so a
 completion is ``k]</answer>`` and the reward is 1 when k is a top-graded document of the set.
@@ -39,12 +39,12 @@ def main() -> int:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--out", default="/tmp/rankstack-train/grpo-setwise")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--num-generations", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=8, help="completions per step")
-    ap.add_argument("--size", type=int, default=5)
-    ap.add_argument("--doc-tokens", type=int, default=48)
+    ap.add_argument("--size", type=int, default=4)
+    ap.add_argument("--doc-tokens", type=int, default=24)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
@@ -100,7 +100,7 @@ def main() -> int:
     print(f"mean reward, first 10 steps: {first:.3f}; last 10 steps: {last:.3f}; difference {last - first:+.3f}")
     print(f"held-out greedy accuracy (reward 1): before {acc_before:.3f}, after {acc_after:.3f} "
           f"({len(test_ds)} sets; chance about 1/{args.size} plus ties)")
-    print(f"trained model through the setwise reranker (k=3, 5 docs per prompt), query {q} top-10: "
+    print(f"trained model through the setwise reranker (k=3, 5 docs per prompt, max 48 new tokens), query {q} top-10: "
           f"{ranking.docids[:3]} in {t_rr:.1f} s; parse counts {dict((k, v) for k, v in rr.last_stats.items() if k.startswith('parse'))}")
     return 0
 

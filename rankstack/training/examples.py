@@ -263,6 +263,17 @@ def candidate_sets(qid: str, qrels: Qrels, run: Run, rng: random.Random, size: i
     return out
 
 
+def _set_rows(rr, queries, qrels, run, corpus, qids, size, n_sets, depth, positive_min, seed):
+    """(qid, docids, grades, prompt) for each seeded candidate set, rendered by the reranker ``rr``."""
+    qids = _check_inputs(queries, qrels, run, qids)
+    rng = random.Random(seed)
+    for qid in qids:
+        judged = qrels.get(qid, {})
+        for s in candidate_sets(qid, qrels, run, rng, size, depth, n_sets, positive_min):
+            docs = [rr.prepare_doc(corpus.get(d)) for d in s]
+            yield qid, s, [int(judged.get(d, 0)) for d in s], rr.prompt(queries[qid], docs)
+
+
 def setwise_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, corpus: DocStore, *,
                      qids: Sequence[str] | None = None, backend=None, reranker=None, size: int = 5,
                      n_sets: int = 4, depth: int = 20, positive_min: int = 1, seed: int = 0, **reranker_options):
@@ -271,23 +282,16 @@ def setwise_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, corpu
     Columns: qid, docids, grades, gold (1-based labels of every top-graded doc), prompt,
     assistant_prefix, completion (``<think> </think> <answer>[k]</answer>``).
     """
-    from rankstack.rerankers import setwise as S  # the setwise reranker's prompt (its module owns the template)
+    from rankstack.rerankers.setwise import SetwiseReranker
 
-    rr = reranker or S.SetwiseReranker(backend, cache=False, progress=False, **reranker_options)
-    qids = _check_inputs(queries, qrels, run, qids)
-    rng = random.Random(seed)
+    rr = reranker or SetwiseReranker(backend, cache=False, progress=False, **reranker_options)
     rows = []
-    for qid in qids:
-        judged = qrels.get(qid, {})
-        for s in candidate_sets(qid, qrels, run, rng, size, depth, n_sets, positive_min):
-            grades = [int(judged.get(d, 0)) for d in s]
-            top = max(grades)
-            gold = [j + 1 for j, g in enumerate(grades) if g == top]
-            docs = [rr.prepare_doc(corpus.get(d)) for d in s]
-            p = rr.prompt(queries[qid], docs)
-            rows.append({"qid": qid, "docids": s, "grades": grades, "gold": gold, "prompt": _messages(p),
-                         "assistant_prefix": p.assistant_prefix,
-                         "completion": f"<think> </think> <answer>[{gold[0]}]</answer>"})
+    for qid, s, grades, p in _set_rows(rr, queries, qrels, run, corpus, qids, size, n_sets, depth, positive_min,
+                                       seed):
+        gold = [j + 1 for j, g in enumerate(grades) if g == max(grades)]
+        rows.append({"qid": qid, "docids": s, "grades": grades, "gold": gold, "prompt": _messages(p),
+                     "assistant_prefix": p.assistant_prefix,
+                     "completion": f"<think> </think> <answer>[{gold[0]}]</answer>"})
     return _dataset(rows)
 
 
@@ -305,24 +309,18 @@ def groupwise_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, cor
     """
     import json
 
-    from rankstack.rerankers import groupwise as G
+    from rankstack.rerankers.groupwise import GroupwiseReranker
     from rankstack.training.rewards import gold_scores_from_grades
 
-    rr = reranker or G.GroupwiseReranker(backend, cache=False, progress=False, **reranker_options)
-    qids = _check_inputs(queries, qrels, run, qids)
-    rng = random.Random(seed)
+    rr = reranker or GroupwiseReranker(backend, cache=False, progress=False, **reranker_options)
     rows = []
-    for qid in qids:
-        judged = qrels.get(qid, {})
-        for s in candidate_sets(qid, qrels, run, rng, size, depth, n_groups, positive_min):
-            grades = [int(judged.get(d, 0)) for d in s]
-            gold = gold_scores_from_grades(grades)
-            docs = [rr.prepare_doc(corpus.get(d)) for d in s]
-            p = rr.prompt(queries[qid], docs)
-            obj = json.dumps({f"[{j + 1}]": g for j, g in enumerate(gold)})
-            rows.append({"qid": qid, "docids": s, "grades": grades, "gold_scores": gold, "prompt": _messages(p),
-                         "assistant_prefix": p.assistant_prefix,
-                         "completion": f"<reason> </reason>\n<answer>\n```json\n{obj}\n```\n</answer>"})
+    for qid, s, grades, p in _set_rows(rr, queries, qrels, run, corpus, qids, size, n_groups, depth, positive_min,
+                                       seed):
+        gold = gold_scores_from_grades(grades)
+        obj = json.dumps({f"[{j + 1}]": g for j, g in enumerate(gold)})
+        rows.append({"qid": qid, "docids": s, "grades": grades, "gold_scores": gold, "prompt": _messages(p),
+                     "assistant_prefix": p.assistant_prefix,
+                     "completion": f"<reason> </reason>\n<answer>\n```json\n{obj}\n```\n</answer>"})
     return _dataset(rows)
 
 
