@@ -86,8 +86,8 @@ def main() -> None:
     per = {"BM25": evaluate(sub(bm25, gen_q), qr, m, rel=ds.rel, per_query=True),
            "FIRST": evaluate(run_first_g, qr, m, rel=ds.rel, per_query=True),
            f"listwise ({args.prompt})": evaluate(run_gen, qr, m, rel=ds.rel, per_query=True)}
-    n_out = md.get("parse_outputs", 0)
-    parse = (f"{md.get('parse_repaired', 0)}/{n_out} repaired: no_ids {md.get('parse_no_ids', 0)}, "
+    n_out = md.get("outputs_parsed", 0)
+    parse = (f"{md.get('outputs_repaired', 0)}/{n_out} repaired: no_ids {md.get('parse_no_ids', 0)}, "
              f"dup {md.get('parse_duplicates', 0)}, out_of_range {md.get('parse_out_of_range', 0)}, "
              f"missing {md.get('parse_missing', 0)}")
     extra = {"BM25": {"s/query": "-", "windows": "-"},

@@ -89,7 +89,7 @@ def test_real_smollm2_window_is_one_forward_pass_of_letter_logits(smollm2, dl19)
     import torch
 
     qid = sorted(dl19.run)[0]
-    rr = FirstReranker(smollm2, max_passage_tokens=20, cache=False, progress=False)
+    rr = FirstReranker(smollm2, max_passage_tokens=8, cache=False, progress=False)
     docs = [rr.prepare_doc(d) for d in dl19.corpus.get_many(dl19.run[qid].top(20).docids)]
     stats = Counter()
     reqs = rr.window_requests(dl19.queries[qid], docs, stats)
@@ -148,6 +148,9 @@ def test_shuffled_passes_aggregate_by_mean_reciprocal_rank(tiny_lm):
     assert rr.last_stats["windows"] == 4 * 4
     assert sorted(r.docids) == sorted(d.docid for d in docs)
     assert abs(sum(d.score for d in r.docs) - sum(1 / k for k in range(1, 11))) < 1e-9  # MRR sums per pass
+    assert rr.rerank(Query("q", "x"), docs).docids == r.docids  # seeded: the same shuffles again
+    other = FirstReranker(be, window=4, step=2, passes=4, shuffle=True, seed=4, cache=False, progress=False)
+    assert other.rerank(Query("q", "x"), docs).docids != r.docids
 
 
 def test_backend_without_logprobs_is_refused_clearly(tiny_lm):

@@ -26,7 +26,7 @@ def test_a_valid_permutation_string_is_parsed_exactly(perm, sep, ids):
     assert p.order == list(perm) and p.ok
     stats = Counter()
     count_parse(stats, p)
-    assert stats == Counter(parse_outputs=1, parse_ok=1)
+    assert stats == Counter(outputs_parsed=1)
 
 
 def test_each_repair_case():
@@ -35,8 +35,9 @@ def test_each_repair_case():
     assert (p.duplicates, p.out_of_range, p.missing, p.no_ids) == (1, 2, 2, False)
     stats = Counter()
     count_parse(stats, p)
-    assert stats["parse_repaired"] == 1 and stats["parse_duplicates"] == 1
-    assert stats["parse_out_of_range"] == 2 and stats["parse_missing"] == 2
+    assert stats["outputs_repaired"] == 1 and stats["parse_duplicates"] == 1
+    assert stats["parse_out_of_range"] == 1 and stats["parse_missing"] == 1
+    assert stats["ids_dropped"] == 3 and stats["ids_appended"] == 2
 
 
 def test_no_ids_leaves_the_window_unchanged_and_is_counted():
@@ -44,7 +45,7 @@ def test_no_ids_leaves_the_window_unchanged_and_is_counted():
     assert p.order == [0, 1, 2, 3, 4] and p.no_ids
     stats = Counter()
     count_parse(stats, p)
-    assert stats["parse_no_ids"] == 1 and stats["parse_ok"] == 0
+    assert stats["parse_no_ids"] == 1 and stats["outputs_repaired"] == 1 and stats["parse_missing"] == 0
 
 
 def test_letters_map_a_to_first_and_unbracketed_letters_work():
@@ -61,7 +62,7 @@ def test_reasonrank_answer_extraction_and_fallbacks():
     parser = PermutationParser(reasoning=True)
     stats = Counter()
     assert parser("<think>[1] looks good</think> <answer>[2] > [3] > [1]</answer>", 3, stats) == [1, 2, 0]
-    assert stats["parse_ok"] == 1 and stats["parse_no_answer_tag"] == 0
+    assert stats["outputs_repaired"] == 0 and stats["parse_no_answer_tag"] == 0
     assert parser("[3] > [2] > [1]", 3, stats) == [2, 1, 0]
     assert stats["parse_no_answer_tag"] == 1 and stats["parse_no_think_close"] == 1
     parser("<think>..</think><answer>[2] > [1", 3, stats)

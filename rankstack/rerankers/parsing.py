@@ -10,7 +10,7 @@ The cleanup everyone uses (METHODS.md section 0), for a window of ``n`` passages
 5. an output with no ids at all leaves the window unchanged.
 
 Every repair is reported in :class:`ParsedPermutation` and counted by :func:`count_parse`
-under keys starting with ``parse_`` (they end up in ``Run.metadata``).
+under keys starting with ``parse_`` (outputs needing that repair; they end up in ``Run.metadata``).
 
 ReasonRank outputs ``<think>..</think> <answer>[3] > [1] > ..</answer>``: :func:`extract_answer`
 takes the ``<answer>`` block, falling back to the text after the last ``<answer>``, then to the
@@ -82,23 +82,23 @@ def parse_permutation(text: str, n: int, ids: str = "numeric") -> ParsedPermutat
 
 
 def count_parse(stats: Counter, parsed: ParsedPermutation) -> None:
-    """Count one parsed output: ``parse_ok`` or ``parse_repaired`` plus one key per repair."""
-    stats["parse_outputs"] += 1
+    """Count one parsed output. ``parse_*`` keys count the OUTPUTS (windows) that needed each repair
+    (so their sum is the number of repairs the CLI reports); ``outputs_parsed`` / ``outputs_repaired``
+    summarise, ``ids_dropped`` / ``ids_appended`` count identifiers."""
+    stats["outputs_parsed"] += 1
     if parsed.ok:
-        stats["parse_ok"] += 1
         return
-    stats["parse_repaired"] += 1
+    stats["outputs_repaired"] += 1
     if parsed.no_ids:
         stats["parse_no_ids"] += 1  # window left unchanged
     if parsed.duplicates:
-        stats["parse_duplicates"] += parsed.duplicates
-        stats["parse_outputs_with_duplicates"] += 1
+        stats["parse_duplicates"] += 1
     if parsed.out_of_range:
-        stats["parse_out_of_range"] += parsed.out_of_range
-        stats["parse_outputs_with_out_of_range"] += 1
+        stats["parse_out_of_range"] += 1
     if parsed.missing and not parsed.no_ids:
-        stats["parse_missing"] += parsed.missing
-        stats["parse_outputs_with_missing"] += 1
+        stats["parse_missing"] += 1
+    stats["ids_dropped"] += parsed.duplicates + parsed.out_of_range
+    stats["ids_appended"] += parsed.missing
 
 
 @dataclass(frozen=True)

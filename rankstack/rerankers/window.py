@@ -104,6 +104,8 @@ class SlidingWindowReranker(Reranker):
             raise RankstackError(f"top_k must be >= 1, got {top_k}")
         if passes < 1:
             raise RankstackError(f"passes must be >= 1, got {passes}")
+        if "max_doc_tokens" in kw:  # the engine's generic name (CLI --max-doc-tokens) wins
+            max_passage_tokens = kw.pop("max_doc_tokens")
         super().__init__(backend, max_doc_tokens=max_passage_tokens, **kw)
         self.window, self.step, self.top_k = int(window), int(step), int(top_k)
         self.passes, self.shuffle, self.seed = int(passes), bool(shuffle), int(seed)
