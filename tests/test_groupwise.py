@@ -1,0 +1,111 @@
+"""GroupRank groupwise: JSON parsing and repair, groups, aggregation, seeded runs, failures counted."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from rankstack.rerankers.backends.base import Completion
+from rankstack.rerankers.backends.hf import HFBackend
+from rankstack.rerankers.base import Fusion
+from rankstack.rerankers.groupwise import GroupwiseReranker, derive_seed, make_groups, parse_group_scores
+from rankstack.rerankers.registry import load_reranker
+from rankstack.types import Doc, Query
+
+OK = '<reason>doc 2 answers it</reason>\n<answer>\n```json\n{"[1]": 5, "[2]": 9, "[3]": 0}\n```\n</answer>'
+
+
+@pytest.mark.parametrize("text,scores,status", [
+    (OK, [0.5, 0.9, 0.0], "ok"),
+    # the METHODS.md repair cases
+    ('<answer>```json\n{"[1]": 5, "[2]]": 9, "[3]": 0}\n```</answer>', [0.5, 0.9, 0.0], "repaired"),       # [7]]
+    ('<answer>\n{"[1]": 5, "[2]": 9, "[3]": 0\n</answer>', [0.5, 0.9, 0.0], "repaired"),                  # missing }
+    ('<reason>x</reason> {"[1]": 5, "[2]": 9, "[3]": 0}', [0.5, 0.9, 0.0], "no_answer_tag"),              # no answer block
+    ('<answer>Here are my scores: {"[1]": 5, "[2]": 9, "[3]": 0} I hope this helps.</answer>',            # extra prose
+     [0.5, 0.9, 0.0], "ok"),
+    # more repairs
+    ("<answer>{'[1]': 5, '[2]': 9, '[3]': 0,}</answer>", [0.5, 0.9, 0.0], "repaired"),                     # quotes, comma
+    ('<answer>{[1]: 5, [2]: 9, [3]: 0}</answer>', [0.5, 0.9, 0.0], "repaired"),                            # unquoted ids
+    ('<answer>{"[1]": 5, "[2]": 14, "[3]": 0, "[9]": 7}</answer>', [0.5, 1.0, 0.0], "repaired"),           # clamp, bad id
+    ('<answer>{"[1]": 5, "[3]": 2}</answer>', [0.5, 0.0, 0.2], "incomplete"),                              # missing id
+    ('<answer>```json\n{"[1]": 1}\n```\n```json\n{"1": 5, "2": 9, "3": 0}\n```</answer>', [0.5, 0.9, 0.0], "ok"),  # last block
+    ('<answer>[1]: 5, [2] : 9 and [3]: 0 </answer>', [0.5, 0.9, 0.0], "repaired"),                          # no braces
+])
+def test_parse_group_scores(text, scores, status):
+    got, st = parse_group_scores(text, 3)
+    assert st == status
+    assert got == pytest.approx(scores)
+
+
+@pytest.mark.parametrize("text", ["", "I cannot score these.", "<answer></answer>", "<answer>{}</answer>",
+                                  "<answer>{\"a\": \"b\"}</answer>", None, "{" * 5000, "<answer>[[[[</answer>"])
+def test_parse_failure_never_raises(text):
+    assert parse_group_scores(text, 3) == (None, "failed")
+
+
+def test_groups_are_disjoint_and_cover_every_candidate():
+    groups = make_groups(25, 10, random.Random(3))
+    assert [len(g) for g in groups] == [10, 10, 5]
+    assert sorted(i for g in groups for i in g) == list(range(25))
+    assert groups == make_groups(25, 10, random.Random(3))
+    assert derive_seed(0, "q1", 0) == derive_seed(0, "q1", 0) != derive_seed(0, "q1", 1)
+
+
+def _drive(program, answer):
+    """Run a program, answering each GenerateRequest with ``answer(request)``."""
+    reqs = next(program)
+    try:
+        while True:
+            reqs = program.send([[Completion(answer(r))] for r in reqs])
+    except StopIteration as stop:
+        return stop.value
+
+
+def test_program_scores_by_mean_over_appearances_and_zero_for_failed_groups():
+    docs = [Doc(f"d{i}", f"passage {i}") for i in range(6)]
+    rr = GroupwiseReranker(None, group_size=3, repeats=2, cache=False)
+    prompts = []
+
+    def answer(req):
+        text = req.prompt.messages[-1][1]
+        prompts.append(text)
+        if len(prompts) == 4:  # one failed group in the second round
+            return "I do not know."
+        # score = 2 * passage number, so the mean over rounds is known
+        ids = [int(line.split("passage ")[1]) for line in text.split("\n") if line.startswith("[") and "passage" in line]
+        return "<answer>{" + ", ".join(f'"[{j}]": {2 * n}' for j, n in enumerate(ids, 1)) + "}</answer>"
+
+    from collections import Counter
+
+    stats = Counter()
+    ranking = _drive(rr.program(Query("q", "what"), docs, stats), answer)
+    assert stats["groups"] == 4 and stats["parse_failed_groups"] == 1
+    failed = [int(x.split("passage ")[1]) for x in prompts[3].split("\n") if x.startswith("[") and "passage" in x]
+    expect = {f"d{i}": (0.2 * i + (0.0 if i in failed else 0.2 * i)) / 2 for i in range(6)}
+    assert ranking.scores() == pytest.approx(expect)
+
+
+def test_fusion_default_is_grouprank_0_6_minmax():
+    assert GroupwiseReranker(None, fusion=True, cache=False).fusion == Fusion(0.6, "minmax")
+    assert GroupwiseReranker(None, fusion=0.7, cache=False).fusion == Fusion(0.7, "minmax")
+    assert GroupwiseReranker(None, cache=False).fusion is None
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_lm):
+    model, tok = tiny_lm
+    return HFBackend(model="tiny-llama", model_obj=model, tokenizer=tok, dtype="float32", batch_size=8)
+
+
+def test_engine_run_is_seeded_and_counts_failures(tiny, dl19):
+    qids = sorted(dl19.run)[:2]
+    run = dl19.run.__class__({q: dl19.run[q].top(6) for q in qids})
+    kw = dict(group_size=3, repeats=2, max_new_tokens=4, seed=5, cache=False, progress=False)
+    a = load_reranker("groupwise", backend=tiny, **kw).rerank_run(run, dl19.queries, dl19.corpus, depth=6)
+    b = load_reranker("groupwise", backend=tiny, **kw).rerank_run(run, dl19.queries, dl19.corpus, depth=6)
+    assert a == b
+    # a random 2-layer model writes no JSON: every group fails, is scored 0 and counted
+    assert a.metadata["groups"] == 2 * 2 * 2 and a.metadata["parse_failed_groups"] == 8
+    assert all(r.docids == run[q].docids for q, r in a.items())  # all 0: first-stage order kept
+    assert a.metadata["model_requests"] == 8  # the groups of both queries went to the backend
