@@ -41,6 +41,11 @@ def load_encoder(model: str, device: str | None = None):
         raise RankstackError(f"cannot load sentence-transformers model {model!r}: {e}") from e
 
 
+def _dim(encoder) -> int:
+    get = getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension
+    return int(get())
+
+
 def _to_gpu(index):
     import faiss
 
@@ -94,25 +99,53 @@ class DenseRetriever(Retriever):
                     query_prefix: str = "", doc_prefix: str = "", device: str | None = None,
                     show_progress: bool = True, encoder=None) -> DenseRetriever:
         """Encode every document (``Doc.full_text``) in batches and index the embeddings."""
+        docs = collect_docs(corpus)
+        encoder = encoder or load_encoder(model, device)
+        self = cls.from_embeddings(np.zeros((0, _dim(encoder)), dtype=np.float32), [], encoder, model, index,
+                                   normalize, batch_size, hnsw_m, ef_construction, ef_search, query_prefix,
+                                   doc_prefix, show_progress)
+        log.info("dense: encoding %d documents with %s", len(docs), model)
+        self.add(self.encode([doc_prefix + d.full_text for d in docs], show_progress=show_progress),
+                 [d.docid for d in docs])
+        return self
+
+    @classmethod
+    def from_embeddings(cls, embeddings: np.ndarray, docids: list[str], encoder, model: str = "minilm-l6",
+                        index: str = "flat", normalize: bool = True, batch_size: int = 64, hnsw_m: int = 32,
+                        ef_construction: int = 200, ef_search: int = 128, query_prefix: str = "",
+                        doc_prefix: str = "", show_progress: bool = True) -> DenseRetriever:
+        """Index precomputed document embeddings (rows aligned with ``docids``)."""
         import faiss
 
         if index not in INDEX_TYPES:
             raise RankstackError(f"unknown dense index {index!r}; one of {INDEX_TYPES}")
-        docs = collect_docs(corpus)
-        encoder = encoder or load_encoder(model, device)
-        dim = encoder.get_sentence_embedding_dimension()
+        dim = _dim(encoder)
         if index == "flat":
             fx = faiss.IndexFlatIP(dim)
         else:
             fx = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
             fx.hnsw.efConstruction = ef_construction
-        self = cls(encoder, fx, [d.docid for d in docs], model, index, normalize, batch_size, hnsw_m, ef_search,
-                   query_prefix, doc_prefix, show_progress)
-        log.info("dense: encoding %d documents with %s", len(docs), model)
-        emb = self.encode([doc_prefix + d.full_text for d in docs], show_progress=show_progress)
-        fx.add(emb)
-        self.index = _to_gpu(fx)
+        self = cls(encoder, fx, [], model, index, normalize, batch_size, hnsw_m, ef_search, query_prefix,
+                   doc_prefix, show_progress)
+        if len(docids):
+            self.add(embeddings, docids)
         return self
+
+    def add(self, embeddings: np.ndarray, docids: list[str]) -> None:
+        """Append documents' embeddings to the index."""
+        emb = np.ascontiguousarray(embeddings, dtype=np.float32)
+        if emb.ndim != 2 or emb.shape[0] != len(docids) or emb.shape[1] != self.cpu_index.d:
+            raise RankstackError(f"embeddings of shape {emb.shape} for {len(docids)} docs in a {self.cpu_index.d}-dim index")
+        if not docids:
+            raise RankstackError("the corpus is empty: nothing to index")
+        known = set(self.docids)
+        for d in docids:
+            if d in known:
+                raise RankstackError(f"docid {d!r} appears twice in the corpus")
+            known.add(d)
+        self.cpu_index.add(emb)
+        self.docids.extend(docids)
+        self.index = _to_gpu(self.cpu_index)
 
     def retrieve(self, queries: QueriesLike, k: int = 1000) -> Run:
         check_k(k)
@@ -150,9 +183,8 @@ class DenseRetriever(Retriever):
         with open(Path(path) / "docids.json", encoding="utf-8") as f:
             docids = json.load(f)
         encoder = encoder or load_encoder(model or p["model"], device)
-        if encoder.get_sentence_embedding_dimension() != fx.d:
-            raise RankstackError(f"{path}: index holds {fx.d}-dim vectors, encoder gives "
-                                 f"{encoder.get_sentence_embedding_dimension()}")
+        if _dim(encoder) != fx.d:
+            raise RankstackError(f"{path}: index holds {fx.d}-dim vectors, encoder gives {_dim(encoder)}")
         return cls(encoder, fx, docids, model or p["model"], p["index"], p["normalize"], batch_size,
                    p.get("hnsw_m", 32), ef_search or p.get("ef_search", 128), p.get("query_prefix", ""),
                    p.get("doc_prefix", ""), show_progress)
