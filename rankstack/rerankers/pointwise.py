@@ -12,7 +12,8 @@
   p("1") >= ``ten_threshold`` (default 1e-3, so the expected value is off by < 0.01 elsewhere).
   ``ten="approx"`` skips it: all of p("1") counts as score 1 and 10 is unreachable.
 - ``"erank"``: ERank's reasoning mode: generate ``<think>...</think><answer>n</answer>``,
-  score = n x Pr(n), Pr the probability of the generated score token(s). Greedy by default
+  score = n x Pr(n), Pr the probability of the generated score token(s); generation stops at
+  ``</answer>``. Greedy by default
   **[DEFAULT]** (``temperature``/``max_new_tokens`` options); malformed output scores 0
   **[DEFAULT]** and is counted in ``stats["parse_fallback"]``; a score outside 0-10 is clamped
   (``parse_clamped``); a score whose tokens cannot be found gets Pr = 1 (``parse_no_logprob``).
@@ -123,7 +124,7 @@ class PointwiseReranker(Reranker):
         self.yes_forms, self.no_forms = tuple(yes_forms), tuple(no_forms)
         self.ten, self.ten_threshold = ten, float(ten_threshold)
         self.sampling = SamplingParams(n=n, temperature=temperature, max_new_tokens=max_new_tokens,
-                                       seed=seed if temperature > 0 else None)
+                                       stop=("</answer>",), seed=seed if temperature > 0 else None)
         self.name = f"pointwise-{method}"
 
     def params(self):
