@@ -4,8 +4,12 @@
 - length-sorted batches with left padding;
 - the scored position's output layer computed in fp32 even when the decoder runs in bf16
   (bf16 logits round to steps of 0.06-0.125 and create ties);
-- ``prefix_reuse``: prompts of a batch that share a token prefix (system prompt + query) run
-  the prefix once and each prompt pays only for its own tokens.
+- ``prefix_reuse``: prompts are grouped into families by their shared token prefix (system
+  prompt + instruction + query); a family's prefix runs once and its prompts, length-sorted,
+  run in batches against a copy of that KV cache, so each prompt pays only for its own tokens.
+  Scores equal the plain padded path to ~1e-5 (fp32).
+- ``dtype``: ``auto`` = bf16 on CUDA, fp32 on CPU (on CPUs without avx512_bf16/AMX bf16 is
+  slower than fp32); ``threads`` sets torch's CPU threads (on a shared machine fewer is faster).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ def _dtype(name):
 class HFBackend(Backend):
     name = "hf"
 
-    def __init__(self, model: str = "smollm2-135m", device: str | None = None, dtype: str | None = "float32",
+    def __init__(self, model: str = "smollm2-135m", device: str | None = None, dtype: str | None = "auto",
                  batch_size: int = 8, threads: int | None = None, prefix_reuse: bool = True,
                  max_length: int | None = None, model_obj=None, tokenizer=None, min_prefix: int = 16):
         import torch
