@@ -80,30 +80,28 @@ def main(argv=None) -> int:
     depths = sorted(int(d) for d in args.depths.split(","))
     methods = args.methods.split(",")
     rrs = {m: PointwiseReranker(be, method=m, progress=True) for m in methods}
-    extra: dict = {}
-    for m, rr in rrs.items():  # score the deepest list once; smaller depths are cache hits
-        t0 = time.perf_counter()
-        run = rr.rerank_run(bm25, ds.queries, ds.corpus, depth=depths[-1])
-        secs = time.perf_counter() - t0
-        md = run.metadata
-        extra[m] = {"model calls": str(md["model_requests"]), "cache hits": str(md["cache_hits"]),
-                    "docs/s": f"{md['docs'] / secs:.2f}" if md["model_requests"] else "cached"}
-    for depth in depths:
+    labels = {"yesno": "yes/no", "score10": "0-10 expected value", "prorank": "ProRank 1-0"}
+    for depth in depths:  # shallow first: each deeper list re-uses the cached scores of the shallower one
         first = bm25.top(depth)
         per = {"BM25": evaluate(first, ds.qrels, measures, rel=ds.rel, per_query=True)}
-        ext = {"BM25": {}}
+        ext: dict = {"BM25": {}}
         for m, rr in rrs.items():
-            label = {"yesno": "yes/no", "score10": "0-10 expected value", "prorank": "ProRank 1-0"}.get(m, m)
+            label = labels.get(m, m)
             rr.fusion = None
-            per[label] = evaluate(rr.rerank_run(first, ds.queries, ds.corpus, depth=depth), ds.qrels, measures,
-                                  rel=ds.rel, per_query=True)
-            ext[label] = extra[m] if depth == depths[-1] else {}
+            t0 = time.perf_counter()
+            run = rr.rerank_run(first, ds.queries, ds.corpus, depth=depth)
+            secs = time.perf_counter() - t0
+            md = run.metadata
+            per[label] = evaluate(run, ds.qrels, measures, rel=ds.rel, per_query=True)
+            ext[label] = {"pairs": str(md["docs"]), "model calls": str(md["model_requests"]),
+                          "cache hits": str(md["cache_hits"]),
+                          "new pairs/s": f"{md['model_requests'] / secs:.2f}" if md["model_requests"] else "-"}
             rr.fusion = Fusion(0.8, "zscore")
             per[f"{label} + BM25 (0.8)"] = evaluate(rr.rerank_run(first, ds.queries, ds.corpus, depth=depth),
                                                      ds.qrels, measures, rel=ds.rel, per_query=True)
             rr.fusion = None
-        print(f"\nDL19, BM25 top-{depth} reranked ({len(qids)} queries)")
-        print(format_table(per, baseline="BM25", extra=ext))
+        print(f"\nDL19, BM25 top-{depth} reranked ({len(qids)} queries)", flush=True)
+        print(format_table(per, baseline="BM25", extra=ext), flush=True)
     return 0
 
 
