@@ -31,6 +31,16 @@ VARIANTS = {  # yes/no wordings tried with --tune
 }
 
 
+def _cpu() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--depths", default="10,20,100")
@@ -53,6 +63,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     ds = load_dataset("dl19")
     qids = [q for q in ds.run if q in ds.qrels][: args.queries]
+    ds.qrels = {q: ds.qrels[q] for q in qids}  # evaluate the queries reranked
     bm25 = Run(name="bm25")
     for q in qids:
         bm25[q] = ds.run[q]
@@ -60,7 +71,7 @@ def main(argv=None) -> int:
     print(f"command: {' '.join(['python'] + sys.argv)}")
     print(f"model smollm2-135m (SmolLM2-135M-Instruct, GGUF Q4_1 dequantized), dtype float32, batch "
           f"{args.batch_size}, prefix reuse on, threads {args.threads}; data DL19 ({len(qids)} queries), BM25 "
-          f"(shipped run); hardware {platform.processor() or platform.machine()} x{os.cpu_count()}")
+          f"(shipped run); hardware {_cpu()} x{os.cpu_count()}")
     measures = ["nDCG@10"]
 
     if args.tune:
@@ -95,7 +106,7 @@ def main(argv=None) -> int:
             per[label] = evaluate(run, ds.qrels, measures, rel=ds.rel, per_query=True)
             ext[label] = {"pairs": str(md["docs"]), "model calls": str(md["model_requests"]),
                           "cache hits": str(md["cache_hits"]),
-                          "new pairs/s": f"{md['model_requests'] / secs:.2f}" if md["model_requests"] else "-"}
+                          "model calls/s": f"{md['model_requests'] / secs:.2f}" if md["model_requests"] else "-"}
             rr.fusion = Fusion(0.8, "zscore")
             per[f"{label} + BM25 (0.8)"] = evaluate(rr.rerank_run(first, ds.queries, ds.corpus, depth=depth),
                                                      ds.qrels, measures, rel=ds.rel, per_query=True)
