@@ -37,12 +37,17 @@ def as_query_list(queries: QueriesLike) -> list[Query]:
         for q in items:
             if not isinstance(q, Query):
                 raise RankstackError(f"queries must be Query objects or a qid -> text mapping, got {type(q).__name__}")
-    seen: set[str] = set()
-    for q in items:
-        if q.qid in seen:
-            raise RankstackError(f"query id {q.qid!r} appears twice in the query set")
-        seen.add(q.qid)
+    check_unique((q.qid for q in items), "query id", "the query set")
     return items
+
+
+def check_unique(ids: Iterable[str], what: str, where: str, known: Iterable[str] = ()) -> None:
+    """Raise on the first id seen twice (``known``: ids already present)."""
+    seen = set(known)
+    for i in ids:
+        if i in seen:
+            raise RankstackError(f"{what} {i!r} appears twice in {where}")
+        seen.add(i)
 
 
 def check_k(k: int) -> int:
@@ -65,11 +70,7 @@ def collect_docs(corpus) -> list[Doc]:
     docs = list(iter_docs(corpus))
     if not docs:
         raise RankstackError("the corpus is empty: nothing to index")
-    seen: set[str] = set()
-    for d in docs:
-        if d.docid in seen:
-            raise RankstackError(f"docid {d.docid!r} appears twice in the corpus")
-        seen.add(d.docid)
+    check_unique((d.docid for d in docs), "docid", "the corpus")
     return docs
 
 

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from rankstack.errors import RankstackError
-from rankstack.retrieval.base import (QueriesLike, Retriever, as_query_list, check_k, collect_docs, read_manifest,
-                                      write_manifest)
+from rankstack.retrieval.base import (QueriesLike, Retriever, as_query_list, check_k, check_unique, collect_docs,
+                                      read_manifest, write_manifest)
 from rankstack.types import Ranking, Run
 
 log = logging.getLogger(__name__)
@@ -138,11 +138,7 @@ class DenseRetriever(Retriever):
             raise RankstackError(f"embeddings of shape {emb.shape} for {len(docids)} docs in a {self.cpu_index.d}-dim index")
         if not docids:
             raise RankstackError("the corpus is empty: nothing to index")
-        known = set(self.docids)
-        for d in docids:
-            if d in known:
-                raise RankstackError(f"docid {d!r} appears twice in the corpus")
-            known.add(d)
+        check_unique(docids, "docid", "the corpus", known=self.docids)
         self.cpu_index.add(emb)
         self.docids.extend(docids)
         self.index = _to_gpu(self.cpu_index)
