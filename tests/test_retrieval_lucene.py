@@ -77,6 +77,10 @@ def test_open_existing_lucene_index_and_reload(cacm_index, cacm, cacm_bm25_run):
     assert raw == again == Run(cacm_bm25_run[q].top(50) for q in qs)
     with pytest.raises(IndexMismatchError, match="holds a 'lucene' index"):
         BM25Retriever.load(cacm_index[0])
+    with pytest.raises(IndexMismatchError, match="neither a rankstack index folder nor a Lucene index"):
+        LuceneRetriever.from_index(str(cacm_index[0].parent))
+    with pytest.raises(RankstackError, match="not a pyserini prebuilt index name"):
+        LuceneRetriever.from_index("no-such-prebuilt-index")  # known names download; this one fails offline too
     with pytest.raises(RankstackError, match="positive integer"):
         again_r = LuceneRetriever.load(cacm_index[0])
         again_r.retrieve(qs, k=0)
