@@ -21,7 +21,7 @@ from collections import Counter
 from rankstack.errors import RankstackError
 from rankstack.rerankers.backends.base import SamplingParams
 from rankstack.rerankers.base import Fusion, GenerateRequest, Reranker
-from rankstack.rerankers.prompts.groupwise import GROUPWISE, example_answer, format_documents
+from rankstack.rerankers.prompts.groupwise import GROUPWISE, GROUPWISE_DIRECT, example_answer, format_documents
 from rankstack.types import Doc, Query, Ranking
 
 log = logging.getLogger(__name__)
@@ -171,6 +171,8 @@ class GroupwiseReranker(Reranker):
         fusion: ``True`` for GroupRank's 0.6 * rerank + 0.4 * first stage (min-max per query), a
             float for another rerank weight (min-max), or a :class:`Fusion`.
         max_doc_tokens: passages are cut to this many tokens (**[DEFAULT]** 128).
+        reasoning: ``False`` starts the assistant turn inside the ``<answer>`` JSON (no ``<reason>``),
+            rankstack's cheap variant for small models (**[DEFAULT]** ``True``, the paper's prompt).
     """
 
     name = "groupwise"
@@ -178,7 +180,8 @@ class GroupwiseReranker(Reranker):
 
     def __init__(self, backend=None, *, group_size: int = 20, repeats: int = 2, temperature: float = 0.3,
                  top_p: float = 0.8, max_new_tokens: int = 512, seed: int = 0,
-                 fusion: Fusion | float | bool | None = None, max_doc_tokens: int | None = 128, **kw):
+                 fusion: Fusion | float | bool | None = None, max_doc_tokens: int | None = 128,
+                 reasoning: bool = True, **kw):
         if group_size < 1 or repeats < 1:
             raise RankstackError("group_size and repeats must be >= 1")
         if fusion is True:
@@ -194,6 +197,8 @@ class GroupwiseReranker(Reranker):
         self.top_p = top_p
         self.max_new_tokens = max_new_tokens
         self.seed = seed
+        self.template = GROUPWISE if reasoning else GROUPWISE_DIRECT
+        self.prompt_version = self.template.version
 
     def params(self):
         return {**super().params(), "group_size": self.group_size, "repeats": self.repeats,
@@ -206,7 +211,7 @@ class GroupwiseReranker(Reranker):
                               seed=derive_seed(self.seed, "sample", repeat))
 
     def prompt(self, query: Query, docs: list[Doc]):
-        return GROUPWISE.render(k=len(docs), query=query.text, documents=format_documents([d.text for d in docs]),
+        return self.template.render(k=len(docs), query=query.text, documents=format_documents([d.text for d in docs]),
                                 example=example_answer(len(docs)))
 
     def program(self, query: Query, docs: list[Doc], stats: Counter):
@@ -220,8 +225,9 @@ class GroupwiseReranker(Reranker):
         results = yield requests
         total = [0.0] * len(docs)
         seen = [0] * len(docs)
+        prefix = self.template.assistant_prefix.format()
         for g, completions in zip(groups, results):
-            scores, status = parse_group_scores(completions[0].text, len(g))
+            scores, status = parse_group_scores(prefix + completions[0].text, len(g))
             stats["groups"] += 1
             if scores is None:
                 stats["parse_failed_groups"] += 1

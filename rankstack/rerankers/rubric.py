@@ -24,7 +24,7 @@ from rankstack.errors import RankstackError
 from rankstack.rerankers.backends.base import Completion, SamplingParams
 from rankstack.rerankers.base import GenerateRequest, Reranker
 from rankstack.rerankers.groupwise import derive_seed
-from rankstack.rerankers.prompts.rubric import DEFAULT_RELEVANCE, RUBRIC
+from rankstack.rerankers.prompts.rubric import DEFAULT_RELEVANCE, RUBRIC, RUBRIC_DIRECT
 from rankstack.types import Doc, Query, Ranking
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,8 @@ class RubricReranker(Reranker):
             shared by all queries and documents so they batch together.
         relevance_definition, query_type, doc_type: prompt slots.
         max_doc_tokens: passages cut to this many tokens (**[DEFAULT]** 256).
+        reasoning: ``False`` starts the assistant turn with ``<score>`` so each trajectory is a sampled
+            score without analysis, rankstack's cheap variant (**[DEFAULT]** ``True``, the paper's prompt).
 
     Ranking scores: a document scored in pass p (0-based) and no later gets ``101 * p + score``,
     so re-scored documents stay above the others; documents no pass reached get ``-1 - rank``.
@@ -141,7 +143,7 @@ class RubricReranker(Reranker):
                  integration: str = "mean", failed: str = "zero", temperature: float = 0.6, top_k: int = 40,
                  top_p: float = 1.0, max_new_tokens: int = 512, seed: int = 0,
                  relevance_definition: str = DEFAULT_RELEVANCE, query_type: str = "web search query",
-                 doc_type: str = "web passage", max_doc_tokens: int | None = 256, **kw):
+                 doc_type: str = "web passage", max_doc_tokens: int | None = 256, reasoning: bool = True, **kw):
         super().__init__(backend, max_doc_tokens=max_doc_tokens, **kw)
         self.passes = parse_budget(budget if budget is not None else f"all@{samples}")
         self.budget = budget
@@ -154,6 +156,8 @@ class RubricReranker(Reranker):
             raise RankstackError("K > 1 trajectories need temperature > 0")
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
         self.max_new_tokens, self.seed = max_new_tokens, seed
+        self.template = RUBRIC if reasoning else RUBRIC_DIRECT
+        self.prompt_version = self.template.version
         self.slots = {"relevance_definition": relevance_definition, "query_type": query_type, "doc_type": doc_type}
 
     def params(self):
@@ -168,12 +172,12 @@ class RubricReranker(Reranker):
                               seed=derive_seed(self.seed, "rubric", n))
 
     def prompt(self, query: Query, doc: Doc):
-        return RUBRIC.render(query=query.text, doc=doc.text, **self.slots)
+        return self.template.render(query=query.text, doc=doc.text, **self.slots)
 
     def score(self, completions: Sequence[Completion], k: int, stats: Counter) -> float:
         parsed = []
         for c in completions[:k]:
-            s, status = parse_rubric_score(c.text)
+            s, status = parse_rubric_score(self.template.assistant_prefix + c.text)
             stats["trajectories"] += 1
             if status != "ok":
                 stats[f"parse_{status}"] += 1

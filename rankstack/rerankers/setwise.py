@@ -22,7 +22,7 @@ from rankstack.errors import RankstackError
 from rankstack.rerankers.backends.base import SamplingParams
 from rankstack.rerankers.base import GenerateRequest, Reranker
 from rankstack.rerankers.groupwise import derive_seed, extract_answer
-from rankstack.rerankers.prompts.setwise import SETWISE, format_documents
+from rankstack.rerankers.prompts.setwise import SETWISE, SETWISE_DIRECT, format_documents
 from rankstack.types import Doc, Query, Ranking
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,8 @@ class SetwiseReranker(Reranker):
         seed: the shuffle of comparison j of query q uses ``derive_seed(seed, qid, j)``; the sampling
             seed is ``derive_seed(seed, "sample")``, shared by all queries so requests batch together.
         max_doc_tokens: passages cut to this many tokens (**[DEFAULT]** 128).
+        reasoning: ``False`` gives an empty ``<think>`` and ``<answer>[`` so the model only writes the
+            label, rankstack's cheap variant for small models (**[DEFAULT]** ``True``, the paper's prompt).
 
     ``run.metadata`` reports ``comparisons`` and ``generated_tokens``; unparsed answers are
     ``parse_failed`` (the parent won), lenient reads ``parse_repaired``/``parse_no_answer_tag``.
@@ -132,13 +134,15 @@ class SetwiseReranker(Reranker):
 
     def __init__(self, backend=None, *, k: int = 10, num_child: int = 19, temperature: float = 0.0,
                  top_p: float = 1.0, top_k: int = 0, max_new_tokens: int = 512, seed: int = 0,
-                 shuffle: bool = True, max_doc_tokens: int | None = 128, **kw):
+                 shuffle: bool = True, max_doc_tokens: int | None = 128, reasoning: bool = True, **kw):
         if k < 1 or num_child < 1:
             raise RankstackError("k and num_child must be >= 1")
         super().__init__(backend, max_doc_tokens=max_doc_tokens, **kw)
         self.k, self.num_child = k, num_child
         self.temperature, self.top_p, self.top_k = temperature, top_p, top_k
         self.max_new_tokens, self.seed, self.shuffle = max_new_tokens, seed, shuffle
+        self.template = SETWISE if reasoning else SETWISE_DIRECT
+        self.prompt_version = self.template.version
 
     def params(self):
         return {**super().params(), "k": self.k, "num_child": self.num_child, "temperature": self.temperature,
@@ -151,7 +155,7 @@ class SetwiseReranker(Reranker):
                               seed=derive_seed(self.seed, "sample"))
 
     def prompt(self, query: Query, docs: Sequence[Doc]):
-        return SETWISE.render(query=query.text, documents=format_documents([d.text for d in docs]))
+        return self.template.render(query=query.text, documents=format_documents([d.text for d in docs]))
 
     def program(self, query: Query, docs: list[Doc], stats: Counter):
         heap = heap_topk(len(docs), self.k, self.num_child)
@@ -165,7 +169,7 @@ class SetwiseReranker(Reranker):
                     random.Random(derive_seed(self.seed, query.qid, step)).shuffle(perm)
                 shown = [docs[items[p]] for p in perm]
                 (completions,) = yield [GenerateRequest(self.prompt(query, shown), params)]
-                label, status = parse_setwise_answer(completions[0].text, len(shown))
+                label, status = parse_setwise_answer(self.template.assistant_prefix + completions[0].text, len(shown))
                 stats["comparisons"] += 1
                 if status != "ok":
                     stats[f"parse_{status}"] += 1

@@ -58,3 +58,8 @@ def example_answer(k: int) -> str:
     """The JSON example shown in the prompt, e.g. ``{"[1]": 5, "[2]": 3}`` (two ids at most)."""
     vals = [5, 3]
     return "{" + ", ".join(f'"[{i}]": {vals[i - 1]}' for i in range(1, min(k, 2) + 1)) + "}"
+
+
+#: rankstack's no-reasoning variant (``reasoning=False``): the assistant turn starts inside the
+#: answer's JSON, so a small model only writes the scores (**[DEFAULT]** off; not in the paper).
+GROUPWISE_DIRECT = GROUPWISE.with_(version="1-direct", assistant_prefix='<reason>\n</reason>\n<answer>\n```json\n{{"[1]": ')

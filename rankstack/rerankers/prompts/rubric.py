@@ -44,3 +44,7 @@ Document ({doc_type}):
 RUBRIC = PromptTemplate(name="retro_star", version="1", user=USER,
                         defaults={"relevance_definition": DEFAULT_RELEVANCE, "query_type": "web search query",
                                   "doc_type": "web passage"})
+
+#: rankstack's no-reasoning variant (``reasoning=False``): the assistant turn starts with ``<score>``,
+#: so each trajectory is just a sampled score (**[DEFAULT]** off; not in the paper).
+RUBRIC_DIRECT = RUBRIC.with_(version="1-direct", assistant_prefix="<score>\n")

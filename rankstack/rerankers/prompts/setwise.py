@@ -22,3 +22,8 @@ SETWISE = PromptTemplate(name="rank_r1", version="1", user=USER, system=SYSTEM)
 def format_documents(texts: list[str]) -> str:
     """Rank-R1's ``[1] text`` lines."""
     return number_passages(texts, "[{i}] ", "\n")
+
+
+#: rankstack's no-reasoning variant (``reasoning=False``): an empty think block and the answer's
+#: opening bracket are given, the model writes the label (**[DEFAULT]** off; not in the paper).
+SETWISE_DIRECT = SETWISE.with_(version="1-direct", assistant_prefix="<think>\n</think>\n<answer>[")
