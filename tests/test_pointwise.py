@@ -25,6 +25,17 @@ PAIRS = {"1110199": ("8160524", "128984"),  # wifi vs bluetooth | hydrogen liqui
          "183378": ("1289489", "3641634")}  # exons definition | robert gray
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: on a shared 2-core machine two threads oversubscribe and run 2-5x slower."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _pair(dl19, q):
     good, bad = PAIRS[q]
     return dl19.queries[q], [dl19.corpus.get(good), dl19.corpus.get(bad)]
@@ -58,8 +69,8 @@ def test_scores_identical_across_batch_sizes_and_padding(smollm2, dl19):
     finally:
         smollm2.batch_size, smollm2.prefix_reuse = bs, reuse
     assert np.abs(padded - ref).max() < 1e-4 and np.abs(shared - ref).max() < 1e-4
-    scores = rr.rerank(dl19.queries[q], docs).scores()
-    for d, row in zip(docs, ref):  # the reranker's score is the logsumexp yes/no log-odds
+    scores = rr.rerank(dl19.queries[q], docs[:2]).scores()
+    for d, row in zip(docs[:2], ref):  # the reranker's score is the logsumexp yes/no log-odds
         want = np.logaddexp.reduce(row[:4].astype(np.float64)) - np.logaddexp.reduce(row[4:].astype(np.float64))
         assert scores[d.docid] == pytest.approx(want, abs=1e-4)
 
@@ -68,8 +79,8 @@ def test_score10_two_token_ten(smollm2, dl19):
     q = "1129237"
     query, docs = _pair(dl19, q)
     docs = docs[:1]
-    exact = PointwiseReranker(smollm2, method="score10", cache=False, progress=False, max_doc_tokens=48)
-    approx = PointwiseReranker(smollm2, method="score10", ten="approx", cache=False, progress=False, max_doc_tokens=48)
+    exact = PointwiseReranker(smollm2, method="score10", cache=False, progress=False, max_doc_tokens=24)
+    approx = PointwiseReranker(smollm2, method="score10", ten="approx", cache=False, progress=False, max_doc_tokens=24)
     p = exact.prompt(query.text, exact.prepare_doc(docs[0]))
     ids = smollm2.encode(replace(p, assistant_prefix=p.assistant_prefix + "1"))
     assert smollm2.tokenizer.convert_ids_to_tokens(ids[-3:]) == ["answer", ">", "1"]  # '1' is its own token
