@@ -15,6 +15,16 @@ from rankstack.rerankers.cross_encoder import CrossEncoderReranker
 from rankstack.types import Run
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # a shared 2-core machine: two threads oversubscribe
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def ce():
     return load_reranker("cross_encoder", model="minilm-l6", cache=False, progress=False)
