@@ -9,7 +9,7 @@ import pytest
 from rankstack.rerankers.backends.base import Completion
 from rankstack.rerankers.backends.hf import HFBackend
 from rankstack.rerankers.base import Fusion
-from rankstack.rerankers.groupwise import GroupwiseReranker, derive_seed, make_groups, parse_group_scores
+from rankstack.rerankers.groupwise import GroupwiseReranker, derive_seed, drive_program, make_groups, parse_group_scores
 from rankstack.rerankers.registry import load_reranker
 from rankstack.types import Doc, Query
 
@@ -52,16 +52,6 @@ def test_groups_are_disjoint_and_cover_every_candidate():
     assert derive_seed(0, "q1", 0) == derive_seed(0, "q1", 0) != derive_seed(0, "q1", 1)
 
 
-def _drive(program, answer):
-    """Run a program, answering each GenerateRequest with ``answer(request)``."""
-    reqs = next(program)
-    try:
-        while True:
-            reqs = program.send([[Completion(answer(r))] for r in reqs])
-    except StopIteration as stop:
-        return stop.value
-
-
 def test_program_scores_by_mean_over_appearances_and_zero_for_failed_groups():
     docs = [Doc(f"d{i}", f"passage {i}") for i in range(6)]
     rr = GroupwiseReranker(None, group_size=3, repeats=2, cache=False)
@@ -79,7 +69,7 @@ def test_program_scores_by_mean_over_appearances_and_zero_for_failed_groups():
     from collections import Counter
 
     stats = Counter()
-    ranking = _drive(rr.program(Query("q", "what"), docs, stats), answer)
+    ranking = drive_program(rr.program(Query("q", "what"), docs, stats), lambda r: [Completion(answer(r))])
     assert stats["groups"] == 4 and stats["parse_failed_groups"] == 1
     failed = [int(x.split("passage ")[1]) for x in prompts[3].split("\n") if x.startswith("[") and "passage" in x]
     expect = {f"d{i}": (0.2 * i + (0.0 if i in failed else 0.2 * i)) / 2 for i in range(6)}

@@ -10,6 +10,7 @@ from rankstack.errors import RankstackError
 from rankstack.rerankers.backends.base import Completion
 from rankstack.rerankers.backends.hf import HFBackend
 from rankstack.rerankers.registry import load_reranker
+from rankstack.rerankers.groupwise import drive_program
 from rankstack.rerankers.rubric import RubricReranker, integrate_scores, parse_budget, parse_rubric_score
 from rankstack.types import Doc, Query
 
@@ -48,16 +49,6 @@ def test_parse_budget():
             parse_budget(bad)
 
 
-def _drive(program, answer, seen):
-    reqs = next(program)
-    try:
-        while True:
-            seen.append(reqs)
-            reqs = program.send([[Completion(t) for t in answer(r)] for r in reqs])
-    except StopIteration as stop:
-        return stop.value
-
-
 def test_multi_pass_budget_rescores_the_head_and_keeps_the_tail():
     docs = [Doc(f"d{i}", f"passage {i}") for i in range(6)]
     rr = RubricReranker(None, budget="5@1,2@4", cache=False)
@@ -71,8 +62,13 @@ def test_multi_pass_budget_rescores_the_head_and_keeps_the_tail():
         return [f"<score>{s}</score>" if s is not None else "no idea" for s in second[i]]
 
     seen, stats = [], Counter()
-    ranking = _drive(rr.program(Query("q", "x"), docs, stats), answer, seen)
-    assert [len(r) for r in seen] == [5, 2] and [r[0].params.n for r in seen] == [1, 4]
+
+    def respond(req):
+        seen.append(req.params.n)
+        return [Completion(t) for t in answer(req)]
+
+    ranking = drive_program(rr.program(Query("q", "x"), docs, stats), respond)
+    assert seen == [1] * 5 + [4] * 2
     assert ranking.docids == ["d2", "d1", "d3", "d4", "d0", "d5"]
     assert ranking.scores()["d2"] == pytest.approx(101 + 60.0)  # (90 + 80 + 70 + 0) / 4
     assert stats["parse_failed"] == 1 and stats["trajectories"] == 5 + 8
@@ -85,8 +81,9 @@ def test_pool_integrates_the_first_k_of_one_cached_sample_set():
     for k in (1, 2, 4):
         rr = RubricReranker(None, samples=k, pool=4, cache=False)
         seen = []
-        got[k] = _drive(rr.program(Query("q", "x"), docs, Counter()), lambda r: texts, seen)[0].score
-        assert seen[0][0].params.n == 4
+        got[k] = drive_program(rr.program(Query("q", "x"), docs, Counter()),
+                               lambda r: seen.append(r.params.n) or [Completion(t) for t in texts])[0].score
+        assert seen == [4]
     assert got == {1: 90.0, 2: 50.0, 4: 40.0}
     # K and the integration method are not part of the cache fingerprint: same samples, same key
     assert RubricReranker(None, samples=1, pool=4).fingerprint() == \

@@ -9,6 +9,7 @@ import pytest
 
 from rankstack.errors import RankstackError
 from rankstack.rerankers.backends.base import Completion
+from rankstack.rerankers.groupwise import drive_program
 from rankstack.rerankers.setwise import SetwiseReranker, heap_topk, heap_topk_with, parse_setwise_answer
 from rankstack.types import Doc, Query
 
@@ -63,15 +64,6 @@ def test_parse_setwise_answer(text, idx, status):
     assert parse_setwise_answer(text, 4) == (idx, status)
 
 
-def _drive(program, answer):
-    reqs = next(program)
-    try:
-        while True:
-            reqs = program.send([[Completion(answer(r))] for r in reqs])
-    except StopIteration as stop:
-        return stop.value
-
-
 def test_program_shuffles_labels_and_maps_answers_back():
     docs = [Doc(f"d{i}", f"passage number {i} " + "x" * i) for i in range(12)]
     rr = SetwiseReranker(None, k=4, num_child=3, cache=False, seed=1)
@@ -84,7 +76,7 @@ def test_program_shuffles_labels_and_maps_answers_back():
         return f"<think>longest</think> <answer>[{ids.index(max(ids)) + 1}]</answer>"
 
     stats = Counter()
-    ranking = _drive(rr.program(Query("q", "what"), docs, stats), answer)
+    ranking = drive_program(rr.program(Query("q", "what"), docs, stats), lambda r: [Completion(answer(r))])
     assert ranking.docids[:4] == ["d11", "d10", "d9", "d8"]
     assert ranking.docids[4:] == [f"d{i}" for i in range(8)]  # the rest in first-stage order
     assert stats["comparisons"] == len(shown_orders) and not any(k.startswith("parse_") for k in stats)
@@ -94,8 +86,8 @@ def test_program_shuffles_labels_and_maps_answers_back():
 def test_malformed_answers_let_the_parent_win_and_are_counted():
     docs = [Doc(f"d{i}", f"p{i}") for i in range(9)]
     stats = Counter()
-    ranking = _drive(SetwiseReranker(None, k=3, num_child=2, cache=False).program(Query("q", "x"), docs, stats),
-                     lambda r: "I cannot decide.")
+    rr = SetwiseReranker(None, k=3, num_child=2, cache=False)
+    ranking = drive_program(rr.program(Query("q", "x"), docs, stats), lambda r: [Completion("I cannot decide.")])
     assert stats["parse_failed"] == stats["comparisons"] > 0
     assert sorted(ranking.docids) == sorted(d.docid for d in docs)
     # the parent always wins: the heap never moves, so the extraction order is fixed by the heap layout
