@@ -25,6 +25,7 @@ def main() -> int:
     ap.add_argument("--datasets", default="cacm,vaswani")
     ap.add_argument("--model", default="minilm-l6")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--backends", default="bm25s,lucene,dense", help="subset of bm25s,lucene,dense")
     ap.add_argument("--keep", default=None, help="folder to keep the runs in (default: a temp folder)")
     args = ap.parse_args()
 
@@ -39,6 +40,7 @@ def main() -> int:
     from rankstack.retrieval.lucene import LuceneRetriever
 
     print(f"command: {' '.join([Path(sys.executable).name] + sys.argv)}")
+    print(f"backends: {args.backends}; fusion rows fuse the first BM25 run (bm25s, else Lucene) with dense")
     print(f"first stage: bm25s 0.9/0.4 porter+stopwords (method=lucene); pyserini Lucene BM25 0.9/0.4 (+RM3 10/10/0.5); "
           f"dense {args.model} fp32 FAISS IndexFlatIP, top 1000")
     print(f"hardware: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch threads {args.threads}, "
@@ -49,21 +51,27 @@ def main() -> int:
         for name in args.datasets.split(","):
             ds = load_dataset(name)
             runs, secs = {}, {}
-            t = time.perf_counter()
-            runs["BM25 bm25s"] = BM25Retriever.from_corpus(ds.corpus, show_progress=False).retrieve(ds.queries, 1000)
-            secs["BM25 bm25s"] = time.perf_counter() - t
-            t = time.perf_counter()
-            lucene = LuceneRetriever.from_corpus(ds.corpus, out / f"{name}.lucene", overwrite=True)
-            runs["BM25 Lucene"] = lucene.retrieve(ds.queries, 1000)
-            secs["BM25 Lucene"] = time.perf_counter() - t
-            runs["BM25+RM3 Lucene"] = LuceneRetriever.load(out / f"{name}.lucene", rm3=True).retrieve(ds.queries, 1000)
-            t = time.perf_counter()
-            runs["dense MiniLM"] = DenseRetriever.from_corpus(ds.corpus, model=args.model, batch_size=64,
-                                                              show_progress=False).retrieve(ds.queries, 1000)
-            secs["dense MiniLM"] = time.perf_counter() - t
-            runs["RRF bm25s+dense"] = rrf([runs["BM25 bm25s"], runs["dense MiniLM"]], k=60)
-            runs["zscore 0.5 bm25s+dense"] = interpolate([runs["BM25 bm25s"], runs["dense MiniLM"]], [0.5, 0.5],
-                                                         norm="zscore", depth=1000)
+            want = args.backends.split(",")
+            if "bm25s" in want:
+                t = time.perf_counter()
+                runs["BM25 bm25s"] = BM25Retriever.from_corpus(ds.corpus, show_progress=False).retrieve(ds.queries, 1000)
+                secs["BM25 bm25s"] = time.perf_counter() - t
+            if "lucene" in want:
+                t = time.perf_counter()
+                lucene = LuceneRetriever.from_corpus(ds.corpus, out / f"{name}.lucene", overwrite=True)
+                runs["BM25 Lucene"] = lucene.retrieve(ds.queries, 1000)
+                secs["BM25 Lucene"] = time.perf_counter() - t
+                runs["BM25+RM3 Lucene"] = LuceneRetriever.load(out / f"{name}.lucene", rm3=True).retrieve(ds.queries, 1000)
+            if "dense" in want:
+                t = time.perf_counter()
+                runs["dense MiniLM"] = DenseRetriever.from_corpus(ds.corpus, model=args.model, batch_size=64,
+                                                                  show_progress=False).retrieve(ds.queries, 1000)
+                secs["dense MiniLM"] = time.perf_counter() - t
+                bm25 = runs.get("BM25 bm25s") or runs.get("BM25 Lucene")
+                if bm25 is not None:
+                    runs["RRF bm25+dense"] = rrf([bm25, runs["dense MiniLM"]], k=60)
+                    runs["zscore 0.5 bm25+dense"] = interpolate([bm25, runs["dense MiniLM"]], [0.5, 0.5],
+                                                                norm="zscore", depth=1000)
             paths = []
             for label, run in runs.items():
                 p = out / f"{name}.{label.replace(' ', '_').replace('+', '-')}.trec"

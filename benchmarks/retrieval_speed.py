@@ -1,7 +1,7 @@
 """Indexing (docs/s) and searching (queries/s) speed: bm25s vs pyserini (Lucene) vs dense, one corpus, one run.
 
 Search speed is measured on the dataset's topics repeated ``--repeat`` times (distinct qids),
-top ``-k``, after one warm-up query. Ratios are against bm25s.
+top ``-k``, after one warm-up query. Ratios are against the first backend (bm25s).
 
     flock /tmp/rankstack-cpu.lock .venv/bin/python benchmarks/retrieval_speed.py --dataset cacm
 """
@@ -23,6 +23,7 @@ def main() -> int:
     ap.add_argument("--model", default="minilm-l6")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (dense) and search threads")
     ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--backends", default="bm25s,pyserini,dense", help="subset of bm25s,pyserini,dense")
     ap.add_argument("-k", type=int, default=1000)
     args = ap.parse_args()
 
@@ -43,7 +44,8 @@ def main() -> int:
     setup_jvm()
     import pyserini.search.lucene  # noqa: F401  (JVM start and imports are not indexing time)
 
-    encoder = load_encoder(args.model)
+    want = args.backends.split(",")
+    encoder = load_encoder(args.model) if "dense" in want else None
     builders = {
         "bm25s": lambda d: BM25Retriever.from_corpus(docs, show_progress=False, threads=args.threads),
         "pyserini": lambda d: LuceneRetriever.from_corpus(docs, Path(d) / "lucene", threads=args.threads),
@@ -51,6 +53,7 @@ def main() -> int:
         "dense hnsw": lambda d: DenseRetriever.from_corpus(docs, model=args.model, encoder=encoder, index="hnsw",
                                                            show_progress=False),
     }
+    builders = {n: b for n, b in builders.items() if n.split()[0] in want}
     per, extra, speed = {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, build in builders.items():
@@ -65,10 +68,12 @@ def main() -> int:
             first = Run(Ranking(q[: -len("-0")], rk.docs) for q, rk in run.items() if q.endswith("-0"))
             per[name] = evaluate(first, ds.qrels, ["nDCG@10"], per_query=True)
             print(f"{name}: indexed in {t_index:.1f}s, searched {len(queries)} queries in {t_search:.1f}s", flush=True)
-    base = speed["bm25s"]
+    base = speed[next(iter(speed))]
+    first_name = next(iter(speed))
     for name, (dps, qps) in speed.items():
         extra[name] = {"index docs/s": f"{dps:,.0f}", "search q/s": f"{qps:,.1f}",
-                       "index x bm25s": f"{dps / base[0]:.2f}", "search x bm25s": f"{qps / base[1]:.2f}"}
+                       f"index x {first_name}": f"{dps / base[0]:.2f}",
+                       f"search x {first_name}": f"{qps / base[1]:.2f}"}
     print(f"\ncommand: {' '.join([Path(sys.executable).name] + sys.argv)}")
     print(f"data: {args.dataset} ({len(docs)} docs, {len(queries)} queries = {len(ds.queries)} topics x {args.repeat}), "
           f"top {args.k}; model {args.model} fp32 (dense), encode batch 64")

@@ -129,7 +129,7 @@ class LuceneRetriever(Retriever):
                     f.write(json.dumps({"id": d.docid, "contents": d.full_text}, ensure_ascii=False) + "\n")
             args = ["-collection", "JsonCollection", "-input", tmp, "-index", str(path / "lucene"),
                     "-generator", "DefaultLuceneDocumentGenerator", "-threads", str(threads),
-                    "-storePositions", "-storeDocvectors", "-storeRaw", "-stemmer", stemmer or "none"]
+                    "-storePositions", "-storeDocvectors", "-storeRaw", "-stemmer", stemmer or "none", "-quiet"]
             if not stopwords:
                 args.append("-keepStopwords")
             log.info("pyserini: indexing %d documents into %s", len(docs), path)
