@@ -68,13 +68,15 @@ def reranker_from_args(args):
 
             torch.set_num_threads(args.threads)
         return load_reranker(args.reranker, model=args.model, **options)
+    accepted = {"hf": ("device", "dtype", "threads", "batch_size"), "openai": ("base_url",), "vllm": ("dtype",)}
     bopts: dict = {}
     for key in ("device", "dtype", "threads", "batch_size", "base_url"):
         val = getattr(args, key, None)
-        if val is not None:
-            bopts[key] = val
-    if args.backend != "openai" and "base_url" in bopts:
-        raise RankstackError("--base-url is for --backend openai")
+        if val is None:
+            continue
+        if key not in accepted.get(args.backend, ()):
+            raise RankstackError(f"--{key.replace('_', '-')} does not apply to --backend {args.backend}")
+        bopts[key] = val
     try:
         return load_reranker(args.reranker, model=args.model, backend=args.backend, backend_options=bopts, **options)
     except TypeError as e:  # an option this reranker does not take (e.g. --method for listwise)
