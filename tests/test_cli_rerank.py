@@ -46,6 +46,8 @@ def test_rerank_user_errors(tmp_path, capsys, data_dir):
     assert main(base + ["--reranker", "nope"]) == 2
     assert "unknown reranker" in capsys.readouterr().err
     assert main(base + ["--depth", "0"]) == 2
+    assert main(base + ["--backend", "openai", "--model", "m", "--threads", "2"]) == 2
+    assert "does not apply" in capsys.readouterr().err
     assert main(base + ["--reranker", "cross_encoder", "--model", "minilm-l6", "--fusion-weight", "2"]) == 2
     assert main(["rerank", "--run", str(tmp_path / "missing.trec"), "--queries", "dl19", "--corpus", "dl19",
                  "--out", str(tmp_path / "y.trec")]) == 2
