@@ -174,7 +174,7 @@ class GroupwiseReranker(Reranker):
     Args:
         backend: any generating backend (``hf``, ``openai``, ``vllm``).
         group_size: documents per prompt, ``c`` (paper 20).
-        repeats: shuffled rounds ``R`` (README: 6; **[DEFAULT]** 2 here to keep CPU runs short).
+        repeats: shuffled rounds ``R`` (GroupRank's README: 6; each costs one generation per group).
         temperature, top_p: sampling (paper 0.3 / 0.8).
         max_new_tokens: reason + JSON budget (**[DEFAULT]** 512).
         seed: base seed; the shuffle of round r of query q uses ``derive_seed(seed, qid, r)`` and the
@@ -190,7 +190,7 @@ class GroupwiseReranker(Reranker):
     name = "groupwise"
     prompt_version = GROUPWISE.version
 
-    def __init__(self, backend=None, *, group_size: int = 20, repeats: int = 2, temperature: float = 0.3,
+    def __init__(self, backend=None, *, group_size: int = 20, repeats: int = 6, temperature: float = 0.3,
                  top_p: float = 0.8, max_new_tokens: int = 512, seed: int = 0,
                  fusion: Fusion | float | bool | None = None, max_doc_tokens: int | None = 128,
                  reasoning: bool = True, **kw):

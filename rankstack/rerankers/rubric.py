@@ -118,7 +118,8 @@ class RubricReranker(Reranker):
 
     Args:
         backend: any generating backend (``hf``, ``openai``, ``vllm``).
-        samples: trajectories per pair, ``K`` (single pass over all candidates), unless ``budget``.
+        samples: trajectories per pair, ``K`` (single pass over all candidates), unless ``budget``
+            (**[DEFAULT]** 1; the paper's best is 16, or the budget ``"100@1,30@16"``).
         budget: multi-pass budget, ``"100@1,30@16"`` (overrides ``samples``).
         pool: sample this many trajectories per request and integrate the first ``K`` (default
             ``K``); runs with the same pool share the cache, so a K curve costs one run.
