@@ -3,7 +3,7 @@
     flock /tmp/rankstack-cpu.lock .venv/bin/python benchmarks/train_sft_pointwise.py
 
 Queries split by a seeded shuffle (seed 0): train on one half (positives grade >= 2, hard
-negatives from BM25's top 30, random negatives from other queries' candidates), LoRA r16, 1
+negatives from BM25's top 30, random negatives from other queries' candidates), LoRA r16, 2
 epoch; then rerank BM25's top 20 of the held-out half with the real pointwise reranker before
 and after training, alone and fused with BM25 (0.8 z-score), beside BM25 itself.
 """
@@ -25,7 +25,7 @@ def main() -> int:
     ap.add_argument("--out", default="/tmp/rankstack-train/sft-pointwise")
     ap.add_argument("--depth", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--epochs", type=float, default=2.0)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=256)
