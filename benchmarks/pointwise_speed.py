@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     ap.add_argument("--queries", type=int, default=3)
     ap.add_argument("--docs", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch-sizes", default="8,16")
+    ap.add_argument("--batch-sizes", default="1,8")
     args = ap.parse_args(argv)
 
     import torch
@@ -60,6 +60,7 @@ def main(argv=None) -> int:
     for q in qids:
         first[q] = ds.run[q].top(args.docs)
     n_pairs = sum(len(first[q]) for q in qids)
+    ds.qrels = {q: ds.qrels[q] for q in qids}
     be = load_backend("hf", model="smollm2-135m", dtype="float32", batch_size=8)
     model, tok = be.model, be.tokenizer
 

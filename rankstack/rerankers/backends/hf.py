@@ -39,7 +39,8 @@ class HFBackend(Backend):
 
     def __init__(self, model: str = "smollm2-135m", device: str | None = None, dtype: str | None = "auto",
                  batch_size: int = 8, threads: int | None = None, prefix_reuse: bool = True,
-                 max_length: int | None = None, model_obj=None, tokenizer=None, min_prefix: int = 16):
+                 max_length: int | None = None, model_obj=None, tokenizer=None, min_prefix: int = 16,
+                 max_pad_ratio: float = 1.25):
         import torch
 
         from rankstack.models import load_causal_lm
@@ -65,6 +66,7 @@ class HFBackend(Backend):
         self.tokenizer.padding_side = "left"
         self._cand_cache: dict[str, int] = {}
         self.min_prefix = min_prefix  # shorter shared prefixes are not worth a separate KV pass
+        self.max_pad_ratio = max_pad_ratio  # padded tokens / real tokens allowed in a batch (GPU: raise it)
         self._head_w = None
 
     def fingerprint(self) -> str:
@@ -189,7 +191,7 @@ class HFBackend(Backend):
         bs = self.batch_size
         if not self.prefix_reuse or len(encoded) < 2:
             order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-            return [(order[s: s + bs], 0) for s in range(0, len(order), bs)]
+            return [(b, 0) for b in self._chunk(order, [len(x) for x in encoded])]
         order = sorted(range(len(encoded)), key=lambda i: encoded[i])
         lcp = [0] + [_common_prefix_len([encoded[order[j - 1]], encoded[order[j]]]) for j in range(1, len(order))]
         families: list[tuple[list[int], int]] = []
@@ -213,12 +215,29 @@ class HFBackend(Backend):
             n = min(c, min(len(encoded[i]) for i in idx) - 1) if idx else 0
             if len(idx) >= max(2, min(bs, 4)) and n >= self.min_prefix:
                 idx = sorted(idx, key=lambda i: len(encoded[i]))
-                plan += [(idx[s: s + bs], n) for s in range(0, len(idx), bs)]
+                plan += [(b, n) for b in self._chunk(idx, [len(x) - n for x in encoded])]
             else:
                 rest += idx
         rest.sort(key=lambda i: len(encoded[i]))
-        plan += [(rest[s: s + bs], 0) for s in range(0, len(rest), bs)]
+        plan += [(b, 0) for b in self._chunk(rest, [len(x) for x in encoded])]
         return plan
+
+    def _chunk(self, order: list[int], lengths: list[int]) -> list[list[int]]:
+        """Cut length-sorted indices into batches of at most ``batch_size`` whose padded size stays
+        within ``max_pad_ratio`` of their real tokens (padding is compute thrown away on a CPU)."""
+        out: list[list[int]] = []
+        cur: list[int] = []
+        real = 0
+        for i in order:
+            n = lengths[i]
+            if cur and (len(cur) >= self.batch_size or n * (len(cur) + 1) > self.max_pad_ratio * (real + n)):
+                out.append(cur)
+                cur, real = [], 0
+            cur.append(i)
+            real += n
+        if cur:
+            out.append(cur)
+        return out
 
     def _run_plan(self, encoded: list[list[int]]):
         """Yield ``(indices, log-probs)`` per batch, reusing one prefix cache per family."""
