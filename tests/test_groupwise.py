@@ -99,3 +99,16 @@ def test_engine_run_is_seeded_and_counts_failures(tiny, dl19):
     assert a.metadata["groups"] == 2 * 2 * 2 and a.metadata["parse_failed_groups"] == 8
     assert all(r.docids == run[q].docids for q, r in a.items())  # all 0: first-stage order kept
     assert a.metadata["model_requests"] == 8  # the groups of both queries went to the backend
+
+
+def test_no_reasoning_variant_parses_the_prefix_with_the_completion():
+    rr = GroupwiseReranker(None, group_size=2, repeats=1, reasoning=False, cache=False)
+    docs = [Doc("a", "passage a"), Doc("b", "passage b")]
+    prompt = rr.prompt(Query("q", "x"), docs)
+    assert prompt.assistant_prefix.endswith('<answer>\n```json\n{"[1]": ')
+    assert rr.fingerprint() != GroupwiseReranker(None, group_size=2, repeats=1, cache=False).fingerprint()
+    from collections import Counter
+
+    stats = Counter()
+    ranking = drive_program(rr.program(Query("q", "x"), docs, stats), lambda r: [Completion('2, "[2]": 8}\n```')])
+    assert stats["parse_failed_groups"] == 0 and sorted(ranking.scores().values()) == pytest.approx([0.2, 0.8])
