@@ -42,7 +42,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--num-generations", type=int, default=4)
-    ap.add_argument("--batch-size", type=int, default=8, help="completions per step")
+    ap.add_argument("--batch-size", type=int, default=4, help="completions per step")
     ap.add_argument("--size", type=int, default=4)
     ap.add_argument("--doc-tokens", type=int, default=24)
     ap.add_argument("--seed", type=int, default=0)
@@ -66,7 +66,7 @@ def main() -> int:
                              n_sets=n_sets, depth=20, positive_min=2, seed=args.seed, max_doc_tokens=args.doc_tokens)
         return d.map(lambda r: {"assistant_prefix": PREFIX})
 
-    train_ds, test_ds = sets(train_q, 4), sets(test_q, 1)
+    train_ds, test_ds = sets(train_q, 4), sets(test_q[:10], 1)
     acc_before = accuracy(args.model, test_ds)
     res = train_grpo(train_ds, model=args.model, output_dir=args.out, rewards="rankr1",
                      num_generations=args.num_generations, batch_size=args.batch_size, max_completion_length=8,
@@ -89,7 +89,7 @@ def main() -> int:
           f"max_completion_length 8, temperature 1.0, lr {args.lr}, beta 0")
     print(f"data: DL19 seeded split (seed {args.seed}): {len(train_q)} train queries -> {len(train_ds)} sets of "
           f"{args.size} (BM25 top 20, passages cut to {args.doc_tokens} tokens, gold = grade-max docs, grade >= 2 "
-          f"present); held-out: {len(test_ds)} sets from {len(test_q)} queries; assistant prefix {PREFIX!r}")
+          f"present); held-out: {len(test_ds)} sets from 10 of the {len(test_q)} held-out queries; assistant prefix {PREFIX!r}")
     print(f"hardware: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch threads {args.threads}")
     print(f"trained {len(curve)} steps in {res.seconds / 60:.2f} min")
     print()
