@@ -92,13 +92,13 @@ def test_chat_generate_greedy_is_repeatable_with_logprobs(chat):
 
 def test_n_samples_with_temperature_and_seed(chat):
     prompt = [Prompt.chat("Write one word that describes the sea.")]
-    p = SamplingParams(n=4, temperature=1.2, top_p=0.95, top_k=50, max_new_tokens=8, seed=11)
+    p = SamplingParams(n=4, temperature=1.2, top_p=0.95, top_k=50, max_new_tokens=6, seed=11)
     a = chat.generate(prompt, p)
     b = chat.generate(prompt, p)
     assert len(a) == 1 and len(a[0]) == 4
     assert [c.text for c in a[0]] == [c.text for c in b[0]]  # same seed, same samples
     assert len({c.text for c in a[0]}) > 1  # temperature 1.2: the samples differ
-    other = chat.generate(prompt, SamplingParams(n=4, temperature=1.2, top_p=0.95, top_k=50, max_new_tokens=8, seed=12))
+    other = chat.generate(prompt, SamplingParams(n=4, temperature=1.2, top_p=0.95, top_k=50, max_new_tokens=6, seed=12))
     assert [c.text for c in other[0]] != [c.text for c in a[0]]
     assert all(c.num_tokens == len(c.token_logprobs) > 0 for c in a[0])
 
@@ -117,7 +117,7 @@ def test_stop_strings_cut_the_completion(chat):
 
 
 def test_next_token_logprobs_agree_in_order_with_hf(chat, templated, smollm2):
-    prompts = [judge_prompt(q, p) for q, p in PAIRS]
+    prompts = [judge_prompt(q, p) for q, p in PAIRS[:4]]
     cands = ["Yes", "No"]
     ref = smollm2.next_token_logprobs(prompts, cands)
     got_chat = chat.next_token_logprobs(prompts, cands)
