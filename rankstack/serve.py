@@ -97,21 +97,9 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-def parse_options(pairs: list[str]) -> dict:
-    out = {}
-    for kv in pairs:
-        if "=" not in kv:
-            raise RankstackError(f"option {kv!r} is not KEY=VALUE")
-        k, v = kv.split("=", 1)
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = v
-    return out
-
-
 def cmd_serve(args) -> int:
     from rankstack.rerankers import load_reranker
+    from rankstack.rerankers.commands import parse_options
 
     rr = load_reranker(args.reranker, model=args.model, backend=args.backend, **parse_options(args.option))
     srv = make_server(rr, args.host, args.port, model_name=f"{args.reranker}:{args.model}")

@@ -51,3 +51,14 @@ def test_rerank_user_errors(tmp_path, capsys, data_dir):
     assert main(base + ["--reranker", "cross_encoder", "--model", "minilm-l6", "--fusion-weight", "2"]) == 2
     assert main(["rerank", "--run", str(tmp_path / "missing.trec"), "--queries", "dl19", "--corpus", "dl19",
                  "--out", str(tmp_path / "y.trec")]) == 2
+
+
+def test_rerank_option_passes_through(tmp_path, capsys, data_dir):
+    base = ["rerank", "--run", "dl19", "--queries", "dl19", "--corpus", "dl19", "--out", str(tmp_path / "x.trec"),
+            "--no-cache", "--reranker", "cross_encoder", "--model", "minilm-l6", "--depth", "2", "--queries-limit", "1",
+            "--no-progress"]
+    assert main(base + ["--option", "no_such_option=3"]) == 2  # reached the reranker, which refused it
+    assert "no_such_option" in capsys.readouterr().err
+    assert main(base + ["--option", "badly-formed"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert main(base + ["--option", "seed=7"]) == 0  # a real option of the cross-encoder

@@ -12,7 +12,8 @@ import pytest
 from rankstack.rerankers.backends import Prompt
 from rankstack.rerankers.backends.hf import HFBackend
 from rankstack.rerankers.base import LogprobRequest, Reranker
-from rankstack.serve import make_server, parse_options
+from rankstack.rerankers.commands import parse_options
+from rankstack.serve import make_server
 from rankstack.types import Ranking
 
 

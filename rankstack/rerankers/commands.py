@@ -34,8 +34,29 @@ def add_parsers(sub) -> None:
     p.add_argument("--cache", default=None, help="SQLite cache file (default $RANKSTACK_CACHE/rerank_cache.sqlite)")
     p.add_argument("--queries-limit", type=int, default=None, help="only the first N queries of the run")
     p.add_argument("--qrels", default=None, help="also print nDCG@10 against these qrels (file or dataset name)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other reranker option (repeatable; JSON values), e.g. --option window=20 "
+                        "--option prompt=reasonrank --option passes=2 --option budget=100@1,30@16")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_rerank)
+
+
+def parse_options(pairs: list[str]) -> dict:
+    """``["window=20", "prompt=reasonrank"]`` -> ``{"window": 20, "prompt": "reasonrank"}`` (JSON values when they parse)."""
+    import json
+
+    from rankstack.errors import RankstackError
+
+    out = {}
+    for kv in pairs:
+        if "=" not in kv:
+            raise RankstackError(f"option {kv!r} is not KEY=VALUE")
+        k, v = kv.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
 
 
 def reranker_from_args(args):
@@ -58,6 +79,7 @@ def reranker_from_args(args):
         options["method"] = args.method
     if args.instruction is not None:
         options["instruction"] = args.instruction
+    options.update(parse_options(getattr(args, "option", []) or []))
     if not getattr(cls, "uses_backend", True):
         if args.batch_size:
             options["batch_size"] = args.batch_size
@@ -67,7 +89,10 @@ def reranker_from_args(args):
             import torch
 
             torch.set_num_threads(args.threads)
-        return load_reranker(args.reranker, model=args.model, **options)
+        try:
+            return load_reranker(args.reranker, model=args.model, **options)
+        except TypeError as e:  # an option this reranker does not take
+            raise RankstackError(f"reranker {args.reranker!r}: {e}") from e
     accepted = {"hf": ("device", "dtype", "threads", "batch_size"), "openai": ("base_url",), "vllm": ("dtype",)}
     bopts: dict = {}
     for key in ("device", "dtype", "threads", "batch_size", "base_url"):
