@@ -32,7 +32,7 @@ $(LLAMA): $(STAMP)
 venv: $(STAMP) $(LLAMA)
 
 demo: $(STAMP)
-	$(BIN)/rankstack demo --dataset dl19 --depth 20
+	$(BIN)/rankstack demo --dataset dl19 --depth 10 --threads 2
 
 test: $(STAMP) $(LLAMA)
 	$(BIN)/python -m pytest -q --durations=20
