@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from _common import cpu_name  # also sets the offline env defaults
 
 
 def main() -> int:
@@ -116,7 +115,7 @@ def main() -> int:
           f"--threads {args.threads}")
     print(f"model: SmolLM2-135M-Instruct (hf: dequantized GGUF fp32; llama.cpp: Q4_1 GGUF) | data: DL19, BM25 top "
           f"{args.depth} of the first {len(qids)} judged queries ({n_prompts} prompts) | threads {args.threads} | "
-          f"hardware: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus (shared)")
+          f"hardware: {cpu_name()}, {os.cpu_count()} cpus (shared)")
     print(format_table(per, baseline="bm25", extra=extra))
     print(f"\ngreedy generation, {args.gen_prompts} prompts x max {args.gen_tokens} new tokens:")
     for label, row in gen_rows.items():

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from _common import cpu_name  # also sets the offline env defaults
 
 
 def main() -> None:
@@ -63,7 +61,7 @@ def main() -> None:
     print(f"# model {args.model} ({be.fingerprint()}), backend hf, dtype {args.dtype}, threads {args.threads}, "
           f"batch {args.batch_size}; data DL19 BM25 top-{args.depth}; window {args.window}, step {args.step}, "
           f"passages cut to {args.max_passage_tokens} tokens; prompt {args.prompt}")
-    print(f"# hardware: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+    print(f"# hardware: {cpu_name()}, {os.cpu_count()} CPUs, "
           f"load average at start {load0:.1f}", flush=True)
 
     first = FirstReranker(be, cache=cache, **opts)

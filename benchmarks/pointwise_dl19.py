@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("RANKSTACK_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
-os.environ.setdefault("RANKSTACK_CACHE", os.path.join(os.path.dirname(__file__), "..", ".cache", "rankstack"))
+from _common import cpu_name  # also sets the offline env defaults
+
 
 VARIANTS = {  # yes/no wordings tried with --tune
     "judge system + 'answer the query?' (default)": {},
@@ -29,16 +27,6 @@ VARIANTS = {  # yes/no wordings tried with --tune
     "judge system + 'contains the answer?'": {
         "instruction": "Does the passage contain the answer to the query? Answer Yes or No."},
 }
-
-
-def _cpu() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv=None) -> int:
@@ -71,7 +59,7 @@ def main(argv=None) -> int:
     print(f"command: {' '.join(['python'] + sys.argv)}")
     print(f"model smollm2-135m (SmolLM2-135M-Instruct, GGUF Q4_1 dequantized), dtype float32, batch "
           f"{args.batch_size}, prefix reuse on, threads {args.threads}; data DL19 ({len(qids)} queries), BM25 "
-          f"(shipped run); hardware {_cpu()} x{os.cpu_count()}")
+          f"(shipped run); hardware {cpu_name()} x{os.cpu_count()}")
     measures = ["nDCG@10"]
 
     if args.tune:

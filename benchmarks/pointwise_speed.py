@@ -22,19 +22,7 @@ import platform
 import sys
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("RANKSTACK_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
-os.environ.setdefault("RANKSTACK_CACHE", os.path.join(os.path.dirname(__file__), "..", ".cache", "rankstack"))
-
-
-def _cpu() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from _common import cpu_name  # also sets the offline env defaults
 
 
 def main(argv=None) -> int:
@@ -108,7 +96,7 @@ def main(argv=None) -> int:
     print(f"command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
     print(f"model smollm2-135m (SmolLM2-135M-Instruct, GGUF Q4_1 dequantized), dtype float32, yes/no pointwise; "
           f"data DL19 BM25 top-{args.docs} of the first {len(qids)} queries ({n_pairs} pairs); threads {args.threads}; "
-          f"hardware {_cpu()} x{os.cpu_count()} ({platform.platform()}); "
+          f"hardware {cpu_name()} x{os.cpu_count()} ({platform.platform()}); "
           f"load average at end {os.getloadavg()[0]:.1f}")
     print(format_table(per, extra=extra))
     best = max((n for n in runs if n.startswith("hf")), key=lambda n: n_pairs / scores[n])

@@ -18,14 +18,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
-import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("RANKSTACK_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
-os.environ.setdefault("RANKSTACK_CACHE", os.path.join(os.path.dirname(__file__), "..", ".cache", "rankstack"))
+from _common import cpu_name  # also sets the offline env defaults
 
 
 def parse_failures(meta: dict) -> str:
@@ -66,7 +62,7 @@ def main(argv=None) -> int:
     mnt_group = args.max_new_tokens or (256 if reasoning else 80)
     print("command:", "python " + " ".join(sys.argv))
     print(f"model: smollm2-135m (SmolLM2-135M-Instruct), backend hf, dtype {args.dtype}, threads {args.threads}, "
-          f"batch {args.batch_size}; hardware: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus")
+          f"batch {args.batch_size}; hardware: {cpu_name()}, {os.cpu_count()} cpus")
     print(f"mode: {args.mode}; max_new_tokens {mnt} (groupwise {mnt_group}); passages cut to {args.max_doc_tokens} tokens")
     ds = load_dataset("dl19")
     be = load_backend("hf", model="smollm2-135m", dtype=args.dtype, batch_size=args.batch_size)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
+
+from _common import cpu_name  # also sets the offline env defaults
 from pathlib import Path
 
 ANSERINI = {"cacm": {"BM25": (0.3123, 0.1942), "BM25+RM3": (0.3643, 0.2237)}}
@@ -43,7 +44,7 @@ def main() -> int:
     print(f"backends: {args.backends}; fusion rows fuse the first BM25 run (bm25s, else Lucene) with dense")
     print(f"first stage: bm25s 0.9/0.4 porter+stopwords (method=lucene); pyserini Lucene BM25 0.9/0.4 (+RM3 10/10/0.5); "
           f"dense {args.model} fp32 FAISS IndexFlatIP, top 1000")
-    print(f"hardware: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch threads {args.threads}, "
+    print(f"hardware: {cpu_name()}, {os.cpu_count()} cpus, torch threads {args.threads}, "
           f"lucene threads 1")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.keep or tmp)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
+
+from _common import cpu_name  # also sets the offline env defaults
 from pathlib import Path
 
 
@@ -77,7 +78,7 @@ def main() -> int:
     print(f"\ncommand: {' '.join([Path(sys.executable).name] + sys.argv)}")
     print(f"data: {args.dataset} ({len(docs)} docs, {len(queries)} queries = {len(ds.queries)} topics x {args.repeat}), "
           f"top {args.k}; model {args.model} fp32 (dense), encode batch 64")
-    print(f"hardware: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus; threads {args.threads} "
+    print(f"hardware: {cpu_name()}, {os.cpu_count()} cpus; threads {args.threads} "
           f"(bm25s n_threads, Lucene indexing/search threads, torch)")
     print(format_table(per, extra=extra))
     return 0

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from _common import cpu_name  # also sets the offline env defaults
 
 
 def pair_agreement(model, tok, ds, letters) -> float:
@@ -98,7 +97,7 @@ def main() -> int:
     print(f"data: DL19 seeded split (seed {args.seed}): {len(train_ds)} training windows ({len(train_q)} queries), "
           f"{len(test_ds)} held-out windows ({len(test_q)} queries); windows of 5 from BM25 top 20, passages "
           f"<= 32 tokens; windows with one grade only skipped")
-    print(f"hardware: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch threads {args.threads}; "
+    print(f"hardware: {cpu_name()}, {os.cpu_count()} cpus, torch threads {args.threads}; "
           f"trained in {res.seconds:.0f} s")
     print()
     print("step  loss     lm_loss  rank_loss")

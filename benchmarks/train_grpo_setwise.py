@@ -4,7 +4,7 @@
 
 Sets of 4 shuffled BM25 top-20 candidates from the training half of DL19 (seeded split), the
 Rank-R1 prompt of the setwise reranker; the assistant turn starts with
-``<think> </think> <answer>[`` (no-reasoning variant for a 135M model [DEFAULT]), so a
+``<think>\n</think>\n<answer>[`` (the setwise reranker's ``reasoning=False`` prefix, the no-reasoning variant for a 135M model), so a
 completion is ``k]</answer>`` and the reward is 1 when k is a top-graded document of the set.
 Prints the reward curve, the mean of the first and last 10 steps, greedy accuracy on held-out
 sets before and after, and a rerank with the trained model through the setwise reranker.
@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-PREFIX = "<think> </think> <answer>["
+from _common import cpu_name  # also sets the offline env defaults
 
 
-def accuracy(model: str, ds, dtype="bfloat16") -> float:
+from rankstack.rerankers.prompts.setwise import SETWISE_DIRECT  # noqa: E402
+
+PREFIX = SETWISE_DIRECT.assistant_prefix  # the setwise reranker's reasoning=False prefix
+
+
+def accuracy(model: str, ds, dtype="float32") -> float:
     from rankstack.rerankers.backends import load_backend
     from rankstack.rerankers.backends.base import SamplingParams
     from rankstack.training.examples import prompt_from_row
@@ -75,8 +78,8 @@ def main() -> int:
     curve = reward_curve(res)
     acc_after = accuracy(str(res.output_dir), test_ds)
 
-    rr = load_reranker("setwise", model=str(res.output_dir), k=3, num_child=4, max_new_tokens=48, cache=False,
-                       progress=False)
+    rr = load_reranker("setwise", model=str(res.output_dir), k=3, num_child=4, max_new_tokens=8, reasoning=False,
+                       cache=False, progress=False, backend_options={"dtype": "float32"})
     q = test_q[0]
     t0 = time.perf_counter()
     ranking = rr.rerank(ds.queries[q], ds.corpus.get_many(ds.run[q].docids[:10]))
@@ -90,7 +93,7 @@ def main() -> int:
     print(f"data: DL19 seeded split (seed {args.seed}): {len(train_q)} train queries -> {len(train_ds)} sets of "
           f"{args.size} (BM25 top 20, passages cut to {args.doc_tokens} tokens, gold = grade-max docs, grade >= 2 "
           f"present); held-out: {len(test_ds)} sets from 10 of the {len(test_q)} held-out queries; assistant prefix {PREFIX!r}")
-    print(f"hardware: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch threads {args.threads}")
+    print(f"hardware: {cpu_name()}, {os.cpu_count()} cpus, torch threads {args.threads}")
     print(f"trained {len(curve)} steps in {res.seconds / 60:.2f} min")
     print()
     print("step  mean reward")
@@ -100,7 +103,7 @@ def main() -> int:
     print(f"mean reward, first 10 steps: {first:.3f}; last 10 steps: {last:.3f}; difference {last - first:+.3f}")
     print(f"held-out greedy accuracy (reward 1): before {acc_before:.3f}, after {acc_after:.3f} "
           f"({len(test_ds)} sets; chance about 1/{args.size} plus ties)")
-    print(f"trained model through the setwise reranker (k=3, 5 docs per prompt, max 48 new tokens), query {q} top-10: "
+    print(f"trained model through the setwise reranker (reasoning=False: the training prefix; k=3, 5 docs per prompt, max 8 new tokens), query {q} top-10: "
           f"{ranking.docids[:3]} in {t_rr:.1f} s; parse counts {dict((k, v) for k, v in rr.last_stats.items() if k.startswith('parse'))}")
     return 0
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from _common import cpu_name  # also sets the offline env defaults
 
 
 def main() -> int:
@@ -32,7 +31,7 @@ def main() -> int:
     ap.add_argument("--n-pos", type=int, default=3)
     ap.add_argument("--n-hard", type=int, default=4)
     ap.add_argument("--n-random", type=int, default=2)
-    ap.add_argument("--eval-dtype", default="bfloat16")
+    ap.add_argument("--eval-dtype", default="float32")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
@@ -91,7 +90,7 @@ def main() -> int:
           f"(with loading/saving {train_min:.2f} min)")
     print("loss curve (every 5 steps): " + ", ".join(f"{x:.3f}" for x in res.losses()))
     print(f"eval: BM25 top-{args.depth} of the {len(test_q)} held-out queries, fusion 0.8 rerank + 0.2 BM25 (z-score)")
-    print(f"hardware: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch threads {args.threads}")
+    print(f"hardware: {cpu_name()}, {os.cpu_count()} cpus, torch threads {args.threads}")
     print()
     print(format_table(per, baseline="bm25", extra=extra))
     means = {n: sum(v["nDCG@10"].values()) / len(v["nDCG@10"]) for n, v in per.items()}

@@ -1,0 +1,36 @@
+"""Shared set-up of the benchmark scripts: offline defaults and the hardware line they print.
+
+Importing this module sets ``HF_HUB_OFFLINE=1`` and, unless set, ``RANKSTACK_DATA`` (the shared
+collections next to this checkout) and ``RANKSTACK_CACHE`` (``.cache/rankstack`` in the checkout).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RANKSTACK_DATA", os.path.join(_ROOT, "..", "shared", "data"))
+os.environ.setdefault("RANKSTACK_CACHE", os.path.join(_ROOT, ".cache", "rankstack"))
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (``platform.processor()`` is empty on Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware(threads: int | None = None) -> str:
+    """``hardware: <cpu> x<n> CPUs (<os>), torch threads <t>, load average <l>`` for a benchmark header."""
+    s = f"hardware: {cpu_name()} x{os.cpu_count()} CPUs ({platform.platform()})"
+    if threads is not None:
+        s += f", torch threads {threads}"
+    return s + f", load average {os.getloadavg()[0]:.1f}"
