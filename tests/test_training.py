@@ -142,6 +142,10 @@ def test_targets_are_the_rewards_optimum_and_parse(dl19, split):
     sw = E.setwise_examples(*args, qids=q, size=4, n_sets=2)
     assert R.rankr1_reward(sw["completion"], **cols(sw)) == [1.0] * len(sw)
     assert all(parse_setwise_answer(r["completion"], 4) == (r["gold"][0] - 1, "ok") for r in sw)
+    swd = E.setwise_examples(*args, qids=q, size=4, n_sets=2, reasoning=False)  # prefix opens "<answer>["
+    assert all(r["completion"] == f"{r['gold'][0]}]</answer>" for r in swd)
+    assert R.rankr1_reward(swd["completion"], **cols(swd)) == [1.0] * len(swd)
+    assert all(parse_setwise_answer(r["assistant_prefix"] + r["completion"], 4)[0] == r["gold"][0] - 1 for r in swd)
     gw = E.groupwise_examples(*args, qids=q, size=4, n_groups=2)
     assert R.grouprank_reward(gw["completion"], **cols(gw)) == pytest.approx([1.3] * len(gw))
     for r in gw:

@@ -280,7 +280,8 @@ def setwise_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, corpu
     """Sets of ``size`` shuffled candidates; target: the label of the most relevant one (Rank-R1).
 
     Columns: qid, docids, grades, gold (1-based labels of every top-graded doc), prompt,
-    assistant_prefix, completion (``<think> </think> <answer>[k]</answer>``).
+    assistant_prefix, completion (``<think> </think> <answer>[k]</answer>``; with the reranker's
+    ``reasoning=False`` prefix, which opens ``<answer>[``, only ``k]</answer>``).
     """
     from rankstack.rerankers.setwise import SetwiseReranker
 
@@ -289,9 +290,11 @@ def setwise_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, corpu
     for qid, s, grades, p in _set_rows(rr, queries, qrels, run, corpus, qids, size, n_sets, depth, positive_min,
                                        seed):
         gold = [j + 1 for j, g in enumerate(grades) if g == max(grades)]
+        # the reasoning=False prefix already opens the answer (``<answer>[``): the target is the rest
+        target = (f"{gold[0]}]</answer>" if p.assistant_prefix.endswith("[")
+                  else f"<think> </think> <answer>[{gold[0]}]</answer>")
         rows.append({"qid": qid, "docids": s, "grades": grades, "gold": gold, "prompt": _messages(p),
-                     "assistant_prefix": p.assistant_prefix,
-                     "completion": f"<think> </think> <answer>[{gold[0]}]</answer>"})
+                     "assistant_prefix": p.assistant_prefix, "completion": target})
     return _dataset(rows)
 
 
