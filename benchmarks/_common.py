@@ -27,10 +27,3 @@ def cpu_name() -> str:
         pass
     return platform.processor() or platform.machine()
 
-
-def hardware(threads: int | None = None) -> str:
-    """``hardware: <cpu> x<n> CPUs (<os>), torch threads <t>, load average <l>`` for a benchmark header."""
-    s = f"hardware: {cpu_name()} x{os.cpu_count()} CPUs ({platform.platform()})"
-    if threads is not None:
-        s += f", torch threads {threads}"
-    return s + f", load average {os.getloadavg()[0]:.1f}"

@@ -65,9 +65,10 @@ def main() -> int:
     tok_backend = load_backend("hf", model=args.model, dtype="float32")
 
     def sets(qids, n_sets):
-        d = setwise_examples(ds.queries, ds.qrels, ds.run, ds.corpus, qids=qids, backend=tok_backend, size=args.size,
-                             n_sets=n_sets, depth=20, positive_min=2, seed=args.seed, max_doc_tokens=args.doc_tokens)
-        return d.map(lambda r: {"assistant_prefix": PREFIX})
+        # reasoning=False: the setwise reranker's no-reasoning prefix (PREFIX), the target its label only
+        return setwise_examples(ds.queries, ds.qrels, ds.run, ds.corpus, qids=qids, backend=tok_backend,
+                                size=args.size, n_sets=n_sets, depth=20, positive_min=2, seed=args.seed,
+                                max_doc_tokens=args.doc_tokens, reasoning=False)
 
     train_ds, test_ds = sets(train_q, 4), sets(test_q[:10], 1)
     acc_before = accuracy(args.model, test_ds)
