@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from rankstack.rerankers.backends import BackendError, Prompt, SamplingParams, load_backend
-from rankstack.rerankers.backends.openai_backend import free_port, llama_server_command
-from rankstack.rerankers.backends.openai_backend import llama_server as start_llama_server
+from rankstack.rerankers.backends.llama_server import free_port, llama_server_command
+from rankstack.rerankers.backends.llama_server import llama_server as start_llama_server
 from rankstack.rerankers.base import LogprobRequest, Reranker
 from rankstack.types import Doc, Ranking
 
@@ -125,9 +125,12 @@ def test_next_token_logprobs_agree_in_order_with_hf(chat, templated, smollm2):
     for got in (got_chat, got_tpl):
         assert got.shape == (len(prompts), 2) and got.dtype == np.float32
         assert np.all(np.isfinite(got)) and np.all(got < 0)
-        assert np.array_equal(np.sign(got[:, 0] - got[:, 1]), np.sign(ref[:, 0] - ref[:, 1]))
+        margin = ref[:, 0] - ref[:, 1]
+        clear = np.abs(margin) > 2 * TOL
+        assert clear.sum() >= 3  # these judge prompts answer No by a wide margin
+        assert np.array_equal(np.sign(got[clear, 0] - got[clear, 1]), np.sign(margin[clear]))
         # Q4_1 on llama.cpp vs the dequantized weights in fp32 on torch: close, not equal
-        assert np.max(np.abs(got - ref)) < 0.5, np.max(np.abs(got - ref))
+        assert np.max(np.abs(got - ref)) < TOL, np.max(np.abs(got - ref))
         assert np.corrcoef(got[:, 0] - got[:, 1], ref[:, 0] - ref[:, 1])[0, 1] > 0.9
     # the server's template and the local one give the same prompt (llama-server batches the requests of
     # its parallel slots together, which moves Q4 log-probs by up to ~0.1 nats: close, not bitwise)
@@ -147,7 +150,10 @@ def test_assistant_prefix_needs_a_local_template(chat, templated, smollm2):
         chat.next_token_logprobs(prompts, ["Yes", "No"])
     got = templated.next_token_logprobs(prompts, [" Yes", " No"])
     ref = smollm2.next_token_logprobs(prompts, [" Yes", " No"])
-    assert np.array_equal(np.sign(got[:, 0] - got[:, 1]), np.sign(ref[:, 0] - ref[:, 1]))
+    assert np.max(np.abs(got - ref)) < TOL
+    margin = ref[:, 0] - ref[:, 1]
+    clear = np.abs(margin) > 2 * TOL  # the sign is checked where it is beyond the kernels' noise
+    assert np.array_equal(np.sign(got[clear, 0] - got[clear, 1]), np.sign(margin[clear]))
 
 
 def test_multi_token_candidate_is_rejected(chat, templated):
@@ -178,18 +184,29 @@ class YesNoReranker(Reranker):
         return Ranking.from_scores(query.qid, [(d.docid, r[0] - r[1]) for d, r in zip(docs, rows)])
 
 
+#: How far a yes/no log-odds from llama.cpp (Q4_1 kernels, which differ by instruction set: AVX2 vs
+#: AVX-512) may sit from the hf backend's (fp32, dequantized): seen up to 0.2 on both CPU kinds.
+#: A 135M model's preference between two passages whose margin is inside this noise is not a
+#: property of the code, so order is only checked where the hf margin exceeds twice it.
+TOL = 0.35
+
+
 def test_reranker_engine_end_to_end(chat, smollm2, tmp_path):
     docs = [Doc("d1", PAIRS[1][1]), Doc("d2", PAIRS[0][1]), Doc("d3", PAIRS[5][1])]
     rr = YesNoReranker(chat, cache=str(tmp_path / "cache.sqlite"), progress=False)
     ranking = rr.rerank(PAIRS[0][0], docs)
-    assert ranking.docids[0] == "d2"
+    assert sorted(ranking.docids) == ["d1", "d2", "d3"]
     assert rr.last_stats["model_requests"] == 3
     again = rr.rerank(PAIRS[0][0], docs)  # from the cache, no HTTP
     before = chat.stats["http_requests"]
     assert again.docids == ranking.docids and rr.last_stats["cache_hits"] == 3
     assert chat.stats["http_requests"] == before
     ref = YesNoReranker(smollm2, cache=False, progress=False).rerank(PAIRS[0][0], docs)
-    assert ref.docids == ranking.docids
+    got, want = ranking.scores(), ref.scores()
+    assert max(abs(got[d] - want[d]) for d in want) < TOL, (got, want)
+    clear = [(a, b) for a in want for b in want if want[a] - want[b] > 2 * TOL]
+    assert clear  # the Paris passage and the eiffel one are far above the banana one
+    assert all(got[a] > got[b] for a, b in clear), (got, want)
 
 
 def test_server_down_fails_after_bounded_retries():
