@@ -40,7 +40,7 @@ def main() -> int:
     from rankstack.data import load_dataset
     from rankstack.eval import evaluate, format_table
     from rankstack.rerankers.backends import Prompt, SamplingParams, load_backend
-    from rankstack.rerankers.backends.openai_backend import llama_server
+    from rankstack.rerankers.backends.llama_server import llama_server
     from rankstack.rerankers.base import LogprobRequest, Reranker
     from rankstack.types import Ranking, Run
 

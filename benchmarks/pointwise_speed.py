@@ -59,7 +59,7 @@ def main(argv=None) -> int:
 
     # warm-up (allocator, kernels)
     d0 = ds.corpus.get(first[qids[0]].docids[0])
-    be.next_token_logprobs([rr.prompt(ds.queries[qids[0]].text, rr.prepare_doc(d0))], ("yes",))
+    be.next_token_logprobs([rr.prompt(ds.queries[qids[0]], rr.prepare_doc(d0))], ("yes",))
 
     # 1. the plain loop
     t0 = time.perf_counter()
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     for q in qids:
         rows = []
         for d in ds.corpus.get_many(first[q].docids):
-            ids = tok(be.render(rr.prompt(ds.queries[q].text, rr.prepare_doc(d))), add_special_tokens=False,
+            ids = tok(be.render(rr.prompt(ds.queries[q], rr.prepare_doc(d))), add_special_tokens=False,
                       return_tensors="pt")
             with torch.inference_mode():
                 lp = torch.log_softmax(model(**ids).logits[0, -1].float(), -1)

@@ -35,6 +35,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from rankstack.cli import main as cli
     from rankstack.data import load_dataset
+    from rankstack.data.trec import write_run
     from rankstack.retrieval.bm25 import BM25Retriever
     from rankstack.retrieval.dense import DenseRetriever
     from rankstack.retrieval.fusion import interpolate, rrf
@@ -76,7 +77,7 @@ def main() -> int:
             paths = []
             for label, run in runs.items():
                 p = out / f"{name}.{label.replace(' ', '_').replace('+', '-')}.trec"
-                run.write(p)
+                write_run(run, p)
                 paths.append(f"{label}={p}")
             print(f"\n== {name}: {len(ds.queries)} queries ({len(ds.judged_queries)} judged), "
                   f"{len(ds.corpus)} docs; build+search seconds: "

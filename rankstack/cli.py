@@ -16,7 +16,9 @@ from rankstack.errors import RankstackError
 #: subcommand modules; each has ``add_parsers(subparsers)`` registering commands whose
 #: ``func(args) -> int`` runs them. A module that is absent (optional part) is skipped.
 COMMANDS = [
-    "rankstack.cli_common",
+    "rankstack.eval.commands",
+    "rankstack.data.commands",
+    "rankstack.demo",
     "rankstack.retrieval.commands",
     "rankstack.rerankers.commands",
     "rankstack.training.commands",

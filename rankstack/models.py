@@ -18,7 +18,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from rankstack.data.datasets import cache_root
+from rankstack.paths import cache_root
 from rankstack.errors import RankstackError
 
 log = logging.getLogger(__name__)
@@ -159,3 +159,18 @@ def _load_lora(path: str, dtype=None, device: str | None = None):
         model.to(device)
     model.eval()
     return model, tok
+
+
+def weights_digest(module, last: bool = False, params: int = 8, values: int | None = 4096) -> str:
+    """A short digest of a torch module's weights: the first (or ``last``) ``params`` parameter
+    tensors, ``values`` values of each (``None``: all). Two models that differ in those weights
+    (a fine-tuned copy, a freshly initialised head) never share cached scores."""
+    named = list(module.named_parameters())
+    chosen = named[-params:] if last else named[:params]
+    h = hashlib.sha1()
+    for name, p in chosen:
+        h.update(name.encode())
+        flat = p.detach().flatten()
+        h.update((flat if values is None else flat[:values]).float().cpu().numpy().tobytes())
+    return h.hexdigest()[:12]
+

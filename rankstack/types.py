@@ -82,6 +82,12 @@ class Ranking:
     def top(self, k: int | None) -> Ranking:
         return Ranking(self.qid, list(self.docs if k is None else self.docs[:k]))
 
+    def append_below(self, docids: Iterable[str]) -> Ranking:
+        """A new ranking with ``docids`` after every ranked doc, in the order given, scored
+        below the lowest score (``low - 1``, ``low - 2``, ...): the unreranked tail of a run."""
+        low = min((d.score for d in self.docs), default=0.0)
+        return Ranking(self.qid, self.docs + [ScoredDoc(d, low - 1.0 - i) for i, d in enumerate(docids)])
+
     def __len__(self) -> int:
         return len(self.docs)
 
@@ -115,21 +121,6 @@ class Run(dict):
 
     def top(self, k: int | None) -> Run:
         return Run((r.top(k) for r in self.values()), name=self.name, metadata=self.metadata)
-
-    # --- TREC files -------------------------------------------------------------
-    @classmethod
-    def read(cls, path, name: str | None = None) -> Run:
-        from rankstack.data.trec import read_run
-
-        run = read_run(path)
-        if name:
-            run.name = name
-        return run
-
-    def write(self, path) -> None:
-        from rankstack.data.trec import write_run
-
-        write_run(self, path)
 
     # --- ir-measures ------------------------------------------------------------
     def to_ir_measures(self) -> Iterator:

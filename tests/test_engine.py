@@ -87,7 +87,7 @@ def test_interrupted_run_resumes_without_rescoring(tiny_backend, small_run, dl19
     both = first.seen + second.seen
     # every distinct prompt (query, passage) scored exactly once; DL19 lists hold a few duplicate
     # passages (same text, two docids): one prompt answers both
-    distinct = {rr.prompt(dl19.queries[q].text, rr.prepare_doc(d)).key() for q in small_run
+    distinct = {rr.prompt(dl19.queries[q], rr.prepare_doc(d)).key() for q in small_run
                 for d in dl19.corpus.get_many(small_run[q].docids[:8])}
     assert set(both) == distinct and max(both.values()) == 1
     assert out.metadata["cache_hits"] == 8 and out.metadata["model_requests"] == len(distinct) - 8

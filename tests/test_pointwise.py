@@ -17,7 +17,7 @@ from rankstack.errors import RankstackError
 from rankstack.rerankers import load_reranker
 from rankstack.rerankers.backends.base import Completion
 from rankstack.rerankers.pointwise import DIGITS, NO_FORMS, YES_FORMS, PointwiseReranker, parse_erank
-from rankstack.types import Doc
+from rankstack.types import Doc, Query
 
 # query -> (relevant grade-3 passage, off-topic passage: grade 3 for another query)
 PAIRS = {"1110199": ("8160524", "128984"),  # wifi vs bluetooth | hydrogen liquid temperature
@@ -56,7 +56,7 @@ def test_scores_identical_across_batch_sizes_and_padding(smollm2, dl19):
     q = "1110199"
     docs = dl19.corpus.get_many(dl19.run[q].docids[:4])
     rr = PointwiseReranker(smollm2, cache=False, progress=False, max_doc_tokens=32)
-    prompts = [rr.prompt(dl19.queries[q].text, rr.prepare_doc(d)) for d in docs]
+    prompts = [rr.prompt(dl19.queries[q], rr.prepare_doc(d)) for d in docs]
     cands = YES_FORMS + NO_FORMS
     bs, reuse = smollm2.batch_size, smollm2.prefix_reuse
     try:
@@ -81,7 +81,7 @@ def test_score10_two_token_ten(smollm2, dl19):
     docs = docs[:1]
     exact = PointwiseReranker(smollm2, method="score10", cache=False, progress=False, max_doc_tokens=24)
     approx = PointwiseReranker(smollm2, method="score10", ten="approx", cache=False, progress=False, max_doc_tokens=24)
-    p = exact.prompt(query.text, exact.prepare_doc(docs[0]))
+    p = exact.prompt(query, exact.prepare_doc(docs[0]))
     ids = smollm2.encode(replace(p, assistant_prefix=p.assistant_prefix + "1"))
     assert smollm2.tokenizer.convert_ids_to_tokens(ids[-3:]) == ["answer", ">", "1"]  # '1' is its own token
     digits = smollm2.next_token_logprobs([p], DIGITS)[0].astype(np.float64)
@@ -130,10 +130,10 @@ def test_options_and_errors(smollm2):
     with pytest.raises(RankstackError):
         PointwiseReranker(smollm2, method="score10", ten="three")
     rr = PointwiseReranker(smollm2, instruction="Is it relevant? Yes or No.", system="")
-    p = rr.prompt("q", Doc("d", "text"))
+    p = rr.prompt(Query("q", "q"), Doc("d", "text"))
     assert dict(p.messages)["user"].endswith("Is it relevant? Yes or No.") and "system" not in dict(p.messages)
     assert smollm2.render(p).startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
-    pr = PointwiseReranker(smollm2, method="prorank").prompt("q", Doc("d", "text"))
+    pr = PointwiseReranker(smollm2, method="prorank").prompt(Query("q", "q"), Doc("d", "text"))
     assert smollm2.render(pr).endswith("Relevance:<|im_end|>\n<|im_start|>assistant\n")
     with pytest.raises(RankstackError):
         load_reranker("nonexistent")

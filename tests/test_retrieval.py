@@ -8,9 +8,11 @@ import pytest
 
 from rankstack.cli import main
 from rankstack.data import load_dataset
+from rankstack.data.trec import read_run
 from rankstack.errors import FormatError, IndexMismatchError, RankstackError
 from rankstack.eval import evaluate
-from rankstack.retrieval.base import MANIFEST, load_retriever
+from rankstack.retrieval.base import MANIFEST
+from rankstack.retrieval.registry import load_retriever
 from rankstack.retrieval.bm25 import BM25Retriever
 from rankstack.retrieval.fusion import interpolate, interpolate_rankings, normalize, rrf, rrf_rankings
 from rankstack.types import Doc, Query, Ranking, Run
@@ -203,13 +205,13 @@ def test_cli_index_retrieve_fuse_eval(tmp_path, capsys, data_dir, cacm_run):
     idx, run1, run2, fused = (str(tmp_path / n) for n in ("idx", "a.trec", "b.trec", "f.trec"))
     assert main(["index", "cacm", idx]) == 0
     assert main(["retrieve", "--index", idx, "--queries", "cacm", "-k", "100", "-o", run1]) == 0
-    got = Run.read(run1)
+    got = read_run(run1)
     assert set(got) == set(cacm_run) and got["1"].docids == cacm_run["1"].docids[:100]
     assert main(["retrieve", "--index", idx, "--queries", "cacm", "--judged-only", "-k", "50", "-o", run2,
                  "--name", "bm25-50"]) == 0
-    assert len(Run.read(run2)) == 52
+    assert len(read_run(run2)) == 52
     assert main(["fuse", run1, run2, "--method", "zscore", "--weights", "0.5,0.5", "-k", "10", "-o", fused]) == 0
-    f = Run.read(fused)
+    f = read_run(fused)
     assert len(f) == 64 and all(len(r) <= 10 for r in f.values())
     capsys.readouterr()
     assert main(["eval", run1, fused, "--qrels", "cacm", "-m", "nDCG@10", "-m", "AP@1000"]) == 0

@@ -9,7 +9,8 @@ import pytest
 from rankstack.data import load_dataset
 from rankstack.errors import IndexMismatchError, RankstackError
 from rankstack.eval import evaluate
-from rankstack.retrieval.base import MANIFEST, load_retriever
+from rankstack.retrieval.base import MANIFEST
+from rankstack.retrieval.registry import load_retriever
 from rankstack.retrieval.bm25 import BM25Retriever
 from rankstack.retrieval.dense import DenseRetriever, load_encoder
 from rankstack.retrieval.fusion import rrf

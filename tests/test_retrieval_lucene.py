@@ -10,8 +10,10 @@ from rankstack.cli import main
 from rankstack.data import load_dataset, write_corpus
 from rankstack.errors import IndexMismatchError, RankstackError
 from rankstack.eval import evaluate
-from rankstack.retrieval.base import MANIFEST, load_retriever
+from rankstack.retrieval.base import MANIFEST
+from rankstack.retrieval.registry import load_retriever
 from rankstack.retrieval.bm25 import BM25Retriever
+from rankstack.data.trec import read_run
 from rankstack.types import Doc, Query, Run
 
 pytestmark = pytest.mark.pyserini
@@ -105,4 +107,4 @@ def test_lucene_index_from_trec_corpus_and_cli(tmp_path, capsys):
     (tmp_path / "q.tsv").write_text("q1\tcats\n")
     out = tmp_path / "run.trec"
     assert main(["retrieve", "--index", str(tmp_path / "idx"), "--queries", str(tmp_path / "q.tsv"), "-o", str(out)]) == 0
-    assert set(Run.read(out)["q1"].docids) == {"d1", "d3"}
+    assert set(read_run(out)["q1"].docids) == {"d1", "d3"}

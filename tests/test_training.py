@@ -41,7 +41,7 @@ def test_pointwise_examples_use_the_reranker_template(dl19, split):
         assert row["completion"] == ("Yes" if row["label"] >= 2 else "No")
         assert row["qid"] in split[0][:5]
     row = ds[0]
-    want = PointwiseReranker(None, method="yesno", cache=False).prompt(dl19.queries[row["qid"]].text,
+    want = PointwiseReranker(None, method="yesno", cache=False).prompt(dl19.queries[row["qid"]],
                                                                          dl19.corpus.get(row["docid"]))
     assert E.prompt_from_row(row) == want
     hard = [r for r in ds if r["kind"] == "hard"]

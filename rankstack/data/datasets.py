@@ -21,6 +21,7 @@ from pathlib import Path
 from rankstack.data.corpus import DocStore, InMemoryDocStore, load_corpus
 from rankstack.data.trec import read_qrels, read_run, read_topics
 from rankstack.errors import DatasetNotFoundError, RankstackError
+from rankstack.paths import cache_root, data_root
 from rankstack.types import Doc, Qrels, Query, Run
 
 log = logging.getLogger(__name__)
@@ -75,18 +76,6 @@ class Dataset:
     @property
     def judged_queries(self) -> dict[str, Query]:
         return {q: v for q, v in self.queries.items() if q in self.qrels}
-
-
-def data_root() -> Path | None:
-    env = os.environ.get("RANKSTACK_DATA")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve().parents[3] / "shared" / "data"  # checkout beside ../shared
-    return here if here.is_dir() else None
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("RANKSTACK_CACHE", Path.home() / ".cache" / "rankstack"))
 
 
 def dataset_dir(name: str) -> Path | None:

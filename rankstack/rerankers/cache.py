@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 from pathlib import Path
+
+from rankstack.paths import default_score_cache
 
 
 class ScoreCache:
@@ -58,6 +59,4 @@ class ScoreCache:
 
 
 def default_cache_path() -> str:
-    from rankstack.data.datasets import cache_root
-
-    return os.environ.get("RANKSTACK_RERANK_CACHE", str(cache_root() / "rerank_cache.sqlite"))
+    return default_score_cache()

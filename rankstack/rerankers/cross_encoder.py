@@ -65,14 +65,9 @@ class CrossEncoderReranker(Reranker):
 
     def _weights_id(self) -> str:
         """A digest of the score head, so two differently initialised heads never share a cache."""
-        import hashlib
+        from rankstack.models import weights_digest
 
-        h = hashlib.sha1()
-        params = list(self.model.model.named_parameters())
-        for name, p in params[-2:]:
-            h.update(name.encode())
-            h.update(p.detach().float().cpu().numpy().tobytes())
-        return h.hexdigest()[:12]
+        return weights_digest(self.model.model, last=True, params=2, values=None)
 
     def __repr__(self) -> str:
         return f"CrossEncoderReranker({self.model_name!r}, max_length={self.max_length})"

@@ -21,32 +21,15 @@ from collections import Counter
 from rankstack.errors import RankstackError
 from rankstack.rerankers.backends.base import SamplingParams
 from rankstack.rerankers.base import Fusion, GenerateRequest, Reranker
+from rankstack.rerankers.parsing import extract_answer
 from rankstack.rerankers.prompts.groupwise import GROUPWISE, GROUPWISE_DIRECT, example_answer, format_documents
+from rankstack.rerankers.seeds import derive_seed
 from rankstack.types import Doc, Query, Ranking
 
 log = logging.getLogger(__name__)
 
 #: statuses of :func:`parse_group_scores`, least to most severe
 STATUSES = ("ok", "repaired", "no_answer_tag", "incomplete", "failed")
-
-
-def derive_seed(seed: int, *parts) -> int:
-    """A stable 31-bit seed from a base seed and labels (qid, repeat, ...), the same in every process."""
-    import hashlib
-
-    h = hashlib.sha256(("\x1f".join(map(str, (seed, *parts)))).encode()).digest()
-    return int.from_bytes(h[:4], "big") & 0x7FFFFFFF
-
-
-def extract_answer(text: str) -> tuple[str, bool]:
-    """The content of the last ``<answer>`` block (to ``</answer>`` or the end of the text);
-    ``(text, False)`` when there is no ``<answer>`` tag."""
-    i = text.rfind("<answer>")
-    if i < 0:
-        return text, False
-    body = text[i + len("<answer>"):]
-    j = body.find("</answer>")
-    return (body[:j] if j >= 0 else body), True
 
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)(?:```|$)", re.S)
@@ -96,7 +79,8 @@ def parse_group_scores(text: str, k: int) -> tuple[list[float] | None, str]:
     """
     if not isinstance(text, str) or k <= 0:
         return None, "failed"
-    block, tagged = extract_answer(text)
+    answer = extract_answer(text)
+    block, tagged = answer.text, answer.source != "whole_text"
     cand = _json_candidate(block)
     repaired = False
     obj = None

@@ -139,12 +139,12 @@ class PointwiseReranker(Reranker):
             p["sampling"] = self.sampling
         return p
 
-    def prompt(self, query: str, doc: Doc) -> Prompt:
-        return self.template.render(query=query, document=doc.text, **self.slots)
+    def prompt(self, query: Query, doc: Doc) -> Prompt:
+        return self.template.render(query=query.text, document=doc.text, **self.slots)
 
     # --- the per-query program -------------------------------------------------------------------
     def program(self, query: Query, docs: list[Doc], stats: Counter):
-        prompts = [self.prompt(query.text, d) for d in docs]
+        prompts = [self.prompt(query, d) for d in docs]
         if self.method == "yesno":
             scores = yield from self._yesno(prompts, stats)
         elif self.method == "prorank":

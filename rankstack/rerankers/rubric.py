@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from rankstack.errors import RankstackError
 from rankstack.rerankers.backends.base import Completion, SamplingParams
 from rankstack.rerankers.base import GenerateRequest, Reranker
-from rankstack.rerankers.groupwise import derive_seed
+from rankstack.rerankers.seeds import derive_seed
 from rankstack.rerankers.prompts.rubric import DEFAULT_RELEVANCE, RUBRIC, RUBRIC_DIRECT
 from rankstack.types import Doc, Query, Ranking
 

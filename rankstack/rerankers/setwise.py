@@ -21,8 +21,9 @@ from collections.abc import Callable, Generator, Sequence
 from rankstack.errors import RankstackError
 from rankstack.rerankers.backends.base import SamplingParams
 from rankstack.rerankers.base import GenerateRequest, Reranker
-from rankstack.rerankers.groupwise import derive_seed, extract_answer
+from rankstack.rerankers.parsing import extract_answer
 from rankstack.rerankers.prompts.setwise import SETWISE, SETWISE_DIRECT, format_documents
+from rankstack.rerankers.seeds import derive_seed
 from rankstack.types import Doc, Query, Ranking
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,8 @@ def parse_setwise_answer(text: str, n: int) -> tuple[int | None, str]:
     """
     if not isinstance(text, str) or n <= 0:
         return None, "failed"
-    block, tagged = extract_answer(text)
+    answer = extract_answer(text)
+    block, tagged = answer.text, answer.source != "whole_text"
     if tagged:
         labels = _LABEL.findall(block)
         if labels:

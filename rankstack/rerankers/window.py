@@ -199,7 +199,5 @@ class SlidingWindowReranker(Reranker):
             for r, i in enumerate(cur):
                 mrr[i] += 1.0 / (r + 1) / n_lists
         order = sorted(range(k), key=lambda i: -mrr[i])  # stable: ties keep first-stage order
-        out = [ScoredDoc(head[i].docid, mrr[i]) for i in order]
-        low = min((d.score for d in out), default=0.0)
-        out += [ScoredDoc(d.docid, low - 1.0 - j) for j, d in enumerate(tail)]
-        return Ranking(query.qid, out)
+        out = Ranking(query.qid, [ScoredDoc(head[i].docid, mrr[i]) for i in order])
+        return out.append_below(d.docid for d in tail)

@@ -122,22 +122,3 @@ class Retriever(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"
-
-
-def load_retriever(path, **options) -> Retriever:
-    """Open any rankstack index folder with the retriever that wrote it."""
-    m = read_manifest(path)
-    backend = m["backend"]
-    if backend == "bm25s":
-        from rankstack.retrieval.bm25 import BM25Retriever
-
-        return BM25Retriever.load(path, **options)
-    if backend == "lucene":
-        from rankstack.retrieval.lucene import LuceneRetriever
-
-        return LuceneRetriever.load(path, **options)
-    if backend == "dense":
-        from rankstack.retrieval.dense import DenseRetriever
-
-        return DenseRetriever.load(path, **options)
-    raise IndexMismatchError(f"{path}: unknown index backend {backend!r}")

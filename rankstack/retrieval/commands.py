@@ -14,6 +14,7 @@ import logging
 import tempfile
 import time
 
+from rankstack.data.trec import read_run, write_run
 from rankstack.errors import RankstackError
 
 log = logging.getLogger(__name__)
@@ -142,15 +143,13 @@ def _open_index(args):
         backend = read_manifest(p, backend)["backend"]  # --backend given and different -> IndexMismatchError
     elif backend is None:
         backend = "lucene"  # a bare Lucene index folder or a prebuilt name
-    if backend == "bm25s":
-        from rankstack.retrieval.bm25 import BM25Retriever
+    if backend in ("bm25s", "dense"):
+        from rankstack.retrieval.registry import retriever_class
 
-        return BM25Retriever.load(p, threads=args.threads)
-    if backend == "dense":
-        from rankstack.retrieval.dense import DenseRetriever
-
+        if backend == "bm25s":
+            return retriever_class(backend).load(p, threads=args.threads)
         model = args.model if args.model != "minilm-l6" else None
-        return DenseRetriever.load(p, model=model, device=args.device, batch_size=args.batch_size)
+        return retriever_class(backend).load(p, model=model, device=args.device, batch_size=args.batch_size)
     from rankstack.retrieval.lucene import LuceneRetriever
 
     return LuceneRetriever.from_index(args.index, k1=args.k1, b=args.b, rm3=args.rm3, fb_terms=args.fb_terms,
@@ -191,13 +190,12 @@ def _search(r, queries, args):
     secs = time.perf_counter() - t0
     if args.name:
         run.name = args.name
-    run.write(args.output)
+    write_run(run, args.output)
     print(f"wrote {args.output}: {len(run)} queries, top {args.k}, {r!r}, {len(queries) / max(secs, 1e-9):.1f} queries/s")
     return run
 
 
 def cmd_fuse(args) -> int:
-    from rankstack.data.trec import read_run
     from rankstack.retrieval.fusion import interpolate, rrf
 
     if len(args.runs) < 2:
@@ -220,6 +218,6 @@ def cmd_fuse(args) -> int:
         if args.k <= 0:
             raise RankstackError(f"k must be a positive integer, got {args.k}")
         fused = fused.top(args.k)
-    fused.write(args.output)
+    write_run(fused, args.output)
     print(f"wrote {args.output}: {len(fused)} queries fused from {len(runs)} runs ({args.method})")
     return 0

@@ -43,7 +43,7 @@ class HFBackend(Backend):
                  max_pad_ratio: float = 1.25):
         import torch
 
-        from rankstack.models import load_causal_lm
+        from rankstack.models import load_causal_lm, weights_digest
 
         if threads:
             torch.set_num_threads(int(threads))
@@ -55,7 +55,7 @@ class HFBackend(Backend):
         else:
             self.model, self.tokenizer = load_causal_lm(model, dtype=self.dtype, device=self.device)
         # a model object passed in is named by its weights, so two different objects never share cached scores
-        self.model_id = str(model) if model_obj is None else f"{model}:{_weights_digest(self.model)}"
+        self.model_id = str(model) if model_obj is None else f"{model}:{weights_digest(self.model)}"
         if model_obj is None and os.path.isdir(str(model)):  # a local folder (a trained adapter) may be rewritten
             self.model_id = f"{model}@{_folder_digest(str(model))}"
         self.batch_size = batch_size
@@ -355,18 +355,6 @@ def _folder_digest(path: str) -> str:
         if name.endswith((".safetensors", ".bin", ".json")):
             st = os.stat(os.path.join(path, name))
             h.update(f"{name}:{st.st_size}:{int(st.st_mtime)}".encode())
-    return h.hexdigest()[:12]
-
-
-def _weights_digest(model) -> str:
-    import hashlib
-
-    h = hashlib.sha1()
-    for i, (name, p) in enumerate(model.named_parameters()):
-        if i >= 8:
-            break
-        h.update(name.encode())
-        h.update(p.detach().flatten()[:4096].float().cpu().numpy().tobytes())
     return h.hexdigest()[:12]
 
 

@@ -1,0 +1,50 @@
+"""CLI: ``rankstack convert``: runs, corpora and topics between formats."""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("convert", help="convert runs / corpora / topics between formats")
+    p.add_argument("kind", choices=["run", "corpus", "topics", "rankllm"],
+                   help="run: TREC run <-> RankLLM JSON needs queries+corpus; corpus: jsonl/pyserini/tsv/trec; "
+                        "topics: tsv/trec/doc; rankllm: RankLLM JSON -> run + topics + corpus")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--from", dest="src_format", default=None, help="input format (guessed if omitted)")
+    p.add_argument("--to", dest="dst_format", default=None, help="output format")
+    p.add_argument("--queries", help="(run -> rankllm) topics file or dataset name")
+    p.add_argument("--corpus", help="(run -> rankllm) corpus file or dataset name")
+    p.set_defaults(func=cmd_convert)
+
+
+def cmd_convert(args) -> int:
+    from rankstack.data import corpus as C
+    from rankstack.data import trec as T
+    from rankstack.data.rankllm import read_rankllm, write_rankllm
+
+    if args.kind == "corpus":
+        C.write_corpus(C.read_corpus(args.input, args.src_format), args.output, args.dst_format or "jsonl")
+    elif args.kind == "topics":
+        T.write_topics(T.read_topics(args.input, args.src_format), args.output, args.dst_format or "tsv")
+    elif args.kind == "run":
+        if (args.dst_format or "trec") == "rankllm":
+            from rankstack.data.datasets import resolve_corpus, resolve_queries
+
+            if not (args.queries and args.corpus):
+                from rankstack.errors import RankstackError
+
+                raise RankstackError("run -> rankllm needs --queries and --corpus")
+            write_rankllm(resolve_queries(args.queries), T.read_run(args.input), resolve_corpus(args.corpus), args.output)
+        else:
+            T.write_run(T.read_run(args.input), args.output)
+    elif args.kind == "rankllm":
+        queries, run, store = read_rankllm(args.input)
+        T.write_run(run, args.output)
+        T.write_topics(queries, args.output + ".topics.tsv")
+        C.write_corpus(store, args.output + ".corpus.jsonl")
+        print(f"wrote {args.output} (+ .topics.tsv, .corpus.jsonl)")
+    return 0

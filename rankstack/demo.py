@@ -1,0 +1,69 @@
+"""The main job, ``rankstack demo`` (what ``make demo`` runs): BM25 -> rerankers -> one nDCG table."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+log = logging.getLogger(__name__)
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("demo", help="the main job: BM25 -> rerank with a small LLM -> nDCG table")
+    p.add_argument("--dataset", default="dl19")
+    p.add_argument("--depth", type=int, default=20)
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--rerankers", default="pointwise,first",
+                   help="comma-separated registry names (each also shown fused with BM25, w=0.8 z-score)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--queries-limit", type=int, default=None, help="only the first N judged queries (a quick look)")
+    p.add_argument("--no-cache", action="store_true")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args) -> int:
+    """BM25 (the dataset's run, or bm25s over its corpus) -> rerankers -> one nDCG table."""
+    import platform
+
+    from rankstack.data.datasets import load_dataset
+    from rankstack.eval import evaluate, format_table
+    from rankstack.rerankers import Fusion, load_reranker
+    from rankstack.types import Run
+
+    ds = load_dataset(args.dataset)
+    queries = ds.judged_queries
+    if args.queries_limit:
+        queries = dict(list(queries.items())[: args.queries_limit])
+    if ds.run is not None:
+        first, source = ds.run, "shipped BM25 run"
+    else:
+        from rankstack.retrieval.bm25 import BM25Retriever
+
+        first = BM25Retriever.from_corpus(ds.corpus).retrieve(queries, k=100)
+        source = "bm25s (k1=0.9, b=0.4)"
+    first = Run({q: r for q, r in first.top(args.depth).items() if q in queries})
+    first.name = "BM25"
+    measures = ["nDCG@10"]
+    qrels = {q: ds.qrels[q] for q in queries}
+    per = {"BM25": evaluate(first, qrels, measures, rel=ds.rel, per_query=True)}
+    extra: dict[str, dict[str, str]] = {"BM25": {}}
+    backend = None
+    for name in [n.strip() for n in args.rerankers.split(",") if n.strip()]:
+        rr = load_reranker(name, model=args.model, backend=backend or "hf",
+                           backend_options={"threads": args.threads} if args.threads else None,
+                           cache=not args.no_cache)
+        backend = getattr(rr, "backend", None) or backend
+        t0 = time.perf_counter()
+        run = rr.rerank_run(first, queries, ds.corpus, depth=args.depth)
+        secs = time.perf_counter() - t0
+        per[name] = evaluate(run, qrels, measures, rel=ds.rel, per_query=True)
+        counts = {k: v for k, v in run.metadata.items() if k.startswith(("parse_", "fallback"))}
+        extra[name] = {"s/query": f"{secs / max(1, len(queries)):.2f}", "cache hits": str(run.metadata.get("cache_hits", 0)),
+                       "repairs": str(sum(counts.values()))}
+        rr.fusion = Fusion(0.8, "zscore")
+        fused = rr.rerank_run(first, queries, ds.corpus, depth=args.depth)  # all cached: fusion only
+        per[f"{name}+BM25 (0.8)"] = evaluate(fused, qrels, measures, rel=ds.rel, per_query=True)
+    print(f"dataset {args.dataset} ({len(queries)} judged queries), first stage: {source}, depth {args.depth}, "
+          f"model {args.model}, {platform.processor() or platform.machine()}")
+    print(format_table(per, baseline="BM25", extra=extra))
+    return 0
