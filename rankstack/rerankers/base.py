@@ -14,15 +14,17 @@ chunk by chunk so an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from rankstack.data.corpus import DocStore
@@ -62,6 +64,14 @@ class GenerateRequest:
     def group(self) -> tuple:
         return ("gen", self.params)
 
+    @staticmethod
+    def to_json(result: list[Completion]):
+        return [asdict(c) for c in result]
+
+    @staticmethod
+    def from_json(value) -> list[Completion]:
+        return [Completion(**c) for c in value]
+
 
 @dataclass(frozen=True)
 class PairRequest:
@@ -77,7 +87,31 @@ class PairRequest:
         return ("pair",)
 
 
-Request = LogprobRequest | GenerateRequest | PairRequest
+@dataclass(frozen=True)
+class EmbedRequest:
+    """One text to embed with a bi-encoder (``role``: ``query`` or ``passage``, which may get
+    different prefixes). Result: a float32 vector. Keyed by the text, so a passage shared by
+    many queries (or many runs) is encoded once and cached once."""
+
+    text: str
+    role: str = "passage"
+
+    def key(self) -> str:
+        return "emb\x1d" + self.role + "\x1d" + self.text
+
+    def group(self) -> tuple:
+        return ("emb", self.role)
+
+    @staticmethod
+    def to_json(result) -> str:  # exact float32 bytes, base64: a quarter of the size of a JSON list
+        return base64.b64encode(np.asarray(result, dtype=np.float32).tobytes()).decode("ascii")
+
+    @staticmethod
+    def from_json(value) -> np.ndarray:
+        return np.frombuffer(base64.b64decode(value), dtype=np.float32)
+
+
+Request = LogprobRequest | GenerateRequest | PairRequest | EmbedRequest
 Program = Generator[list, list, Ranking]
 
 
@@ -94,16 +128,15 @@ class Fusion:
             raise RankstackError(f"fusion weight must be in [0, 1], got {self.weight}")
 
 
-def _to_json(result):
-    if isinstance(result, list) and result and isinstance(result[0], Completion):
-        return [asdict(c) for c in result]
-    return result
+def _to_json(req, result):
+    """A result as the cache stores it (JSON); a request type with its own encoding says so."""
+    enc = getattr(req, "to_json", None)
+    return enc(result) if enc else result
 
 
 def _from_json(req, value):
-    if isinstance(req, GenerateRequest):
-        return [Completion(**c) for c in value]
-    return value
+    dec = getattr(req, "from_json", None)
+    return dec(value) if dec else value
 
 
 class Reranker:
@@ -212,8 +245,7 @@ class Reranker:
             head = reranked[qid]
             tail = ranking.docs[depth:]
             if tail:
-                low = min((d.score for d in head.docs), default=0.0)
-                head = Ranking(qid, head.docs + [ScoredDoc(d.docid, low - 1.0 - i) for i, d in enumerate(tail)])
+                head = head.append_below(d.docid for d in tail)
             out[qid] = head
         stats = self.last_stats
         stats["wall_seconds"] = round(time.perf_counter() - t0, 3)
@@ -274,34 +306,50 @@ class Reranker:
         return results
 
     def _execute_all(self, flat: list[tuple[str, Request]], stats: Counter, bar) -> list:
-        fp = self.fingerprint()
-        keys = [ScoreCache.digest(r.key()) for _, r in flat]
-        found = self.cache.get_many(fp, list(dict.fromkeys(keys))) if self.cache else {}
-        answers: dict[str, Any] = {k: _from_json(flat[i][1], found[k]) for i, k in enumerate(keys) if k in found}
-        stats["requests"] += len(flat)
-        stats["cache_hits"] += sum(1 for k in keys if k in found)
-        bar.update(sum(1 for k in keys if k in found))
-        todo: dict[tuple, list[int]] = {}
-        seen: set[str] = set()
-        for i, (_, r) in enumerate(flat):
-            if keys[i] in answers or keys[i] in seen:
-                continue
-            seen.add(keys[i])
-            todo.setdefault(r.group(), []).append(i)
-        for idxs in todo.values():
-            for s in range(0, len(idxs), self.chunk_size):
-                chunk = idxs[s: s + self.chunk_size]
-                out = self.execute([flat[i][1] for i in chunk])
-                stats["model_requests"] += len(chunk)
-                if self.cache:
-                    self.cache.put_many(fp, [(keys[i], flat[i][0], _to_json(o)) for i, o in zip(chunk, out)])
-                done = set()
-                for i, o in zip(chunk, out):
-                    answers[keys[i]] = o
-                    done.add(keys[i])
+        return execute_requests([r for _, r in flat], self.execute, cache=self.cache, fingerprint=self.fingerprint(),
+                                chunk_size=self.chunk_size, stats=stats, bar=bar, owners=[q for q, _ in flat])
+
+
+def execute_requests(requests: Sequence[Request], run: Callable[[list[Request]], list], *,
+                     cache: ScoreCache | None = None, fingerprint: str = "", chunk_size: int = 64,
+                     stats: Counter | None = None, bar=None, owners: Sequence[str] | None = None) -> list:
+    """Answer ``requests`` (in order): from ``cache`` where it holds them, else through ``run`` (one
+    homogeneous group of requests -> their results), in chunks of ``chunk_size``, each chunk
+    committed to the cache before the next starts (an interrupted job resumes). Identical
+    requests run once. ``owners`` (a qid per request) go into the cache rows; ``stats`` counts
+    requests, cache hits, model requests and generated tokens; ``bar`` (tqdm) advances per answer."""
+    stats = stats if stats is not None else Counter()
+    keys = [ScoreCache.digest(r.key()) for r in requests]
+    owners = owners or [""] * len(requests)
+    found = cache.get_many(fingerprint, list(dict.fromkeys(keys))) if cache else {}
+    answers: dict[str, Any] = {k: _from_json(requests[i], found[k]) for i, k in enumerate(keys) if k in found}
+    hits = sum(1 for k in keys if k in found)
+    stats["requests"] += len(requests)
+    stats["cache_hits"] += hits
+    if bar is not None:
+        bar.update(hits)
+    todo: dict[tuple, list[int]] = {}
+    seen: set[str] = set()
+    for i, r in enumerate(requests):
+        if keys[i] in answers or keys[i] in seen:
+            continue
+        seen.add(keys[i])
+        todo.setdefault(r.group(), []).append(i)
+    for idxs in todo.values():
+        for s in range(0, len(idxs), chunk_size):
+            chunk = idxs[s: s + chunk_size]
+            out = run([requests[i] for i in chunk])
+            stats["model_requests"] += len(chunk)
+            if cache:
+                cache.put_many(fingerprint, [(keys[i], owners[i], _to_json(requests[i], o)) for i, o in zip(chunk, out)])
+            done = set()
+            for i, o in zip(chunk, out):
+                answers[keys[i]] = o
+                done.add(keys[i])
+            if bar is not None:
                 bar.update(sum(1 for k in keys if k in done))
-        result = [answers[k] for k in keys]
-        for (_, r), a in zip(flat, result):
-            if isinstance(r, GenerateRequest):
-                stats["generated_tokens"] += sum(c.num_tokens for c in a)
-        return result
+    result = [answers[k] for k in keys]
+    for r, a in zip(requests, result):
+        if isinstance(r, GenerateRequest):
+            stats["generated_tokens"] += sum(c.num_tokens for c in a)
+    return result

@@ -16,6 +16,7 @@ RERANKERS: dict[str, str] = {
     "rubric": "rankstack.rerankers.rubric:RubricReranker",
     "setwise": "rankstack.rerankers.setwise:SetwiseReranker",
     "cross_encoder": "rankstack.rerankers.cross_encoder:CrossEncoderReranker",
+    "dense": "rankstack.rerankers.dense:DenseReranker",
 }
 
 
