@@ -129,34 +129,124 @@ def pointwise_target(method: str, grade: int, max_grade: int, positive_min: int)
     raise RankstackError(f"unknown pointwise method {method!r}")
 
 
-def pointwise_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, corpus: DocStore, *,
+def pointwise_examples(queries: Mapping[str, Query], qrels: Qrels | None, run: Run, corpus: DocStore, *,
                        method: str = "yesno", qids: Sequence[str] | None = None, backend=None, reranker=None,
+                       teacher: Run | None = None, group_size: int = 8, n_top: int = 2,
                        n_pos: int = 2, n_hard: int = 4, n_random: int = 2, depth: int = 100, hard_depth: int = 30,
                        positive_min: int = 1, seed: int = 0, **reranker_options):
     """One (query, passage) example per sampled candidate: targets ``Yes``/``No`` (yesno), ``1``/``0``
     (prorank), 0-10 scores (score10, erank). Columns: qid, docid, label (grade), kind,
-    teacher_score (the 0-10 target), prompt, assistant_prefix, completion."""
+    teacher_score (the 0-10 target), prompt, assistant_prefix, completion.
+
+    With ``teacher=`` (a teacher's run over the candidates, see :mod:`rankstack.training.teacher`)
+    no qrels are needed: per query a *group* of ``group_size`` candidates is drawn from the run's
+    top ``depth`` (the teacher's top ``n_top`` and a seeded sample of the rest, **[DEFAULT]**) and
+    each row carries soft targets: ``target`` = sigmoid of the teacher's per-query z-score (the
+    yes-probability), ``target_bin`` = round(10 * min-max) (the 0-10 bin for score10/erank),
+    ``teacher_score`` (raw) and ``label`` (a grade from the teacher's rank). ``completion`` is the
+    hard version (``Yes`` when target >= 0.5; the bin for score10/erank), so plain SFT can use the
+    rows too; :func:`rankstack.training.distill.train_pointwise_distill` trains on the soft ones.
+    """
     from rankstack.rerankers.pointwise import PointwiseReranker
 
-    qids = _check_inputs(queries, qrels, run, qids)
     rr = reranker or PointwiseReranker(backend, method=method, cache=False, progress=False, **reranker_options)
     method = getattr(rr, "method", method)
-    max_grade = max((g for j in qrels.values() for g in j.values()), default=1)
+    if teacher is not None:
+        return _teacher_pointwise(rr, method, queries, qrels, run, corpus, teacher, qids, group_size, n_top, depth,
+                                  seed)
+    max_grade = _max_grade(qrels)
     rng = random.Random(seed)
-    pool = _pool(run, depth)
-    rows = []
-    for qid in qids:
-        for docid, grade, kind in sample_candidates(qid, qrels, run, corpus, rng, n_pos=n_pos, n_hard=n_hard,
-                                                    n_random=n_random, depth=depth, hard_depth=hard_depth,
-                                                    positive_min=positive_min, pool=pool):
-            doc = rr.prepare_doc(corpus.get(docid))
-            p = rr.prompt(queries[qid].text, doc)
-            rows.append({"qid": qid, "docid": docid, "label": int(grade), "kind": kind,
-                         "teacher_score": score_target(grade, max_grade), "prompt": _messages(p),
-                         "assistant_prefix": p.assistant_prefix,
-                         "completion": pointwise_target(method, grade, max_grade, positive_min)})
+    rows = [{**row, "teacher_score": score_target(row["label"], max_grade),
+             "completion": pointwise_target(method, row["label"], max_grade, positive_min)}
+            for row in _pair_rows(rr, queries, qrels, run, corpus, qids, rng, n_pos=n_pos, n_hard=n_hard,
+                                  n_random=n_random, depth=depth, hard_depth=hard_depth, positive_min=positive_min)]
     rng.shuffle(rows)
     return _dataset(rows)
+
+
+def _teacher_pointwise(rr, method, queries, qrels, run, corpus, teacher: Run, qids, group_size, n_top, depth, seed):
+    from rankstack.training.teacher import grades_from_ranks, score_bins, soft_targets
+
+    qids = _teacher_qids(queries, run, teacher, qids)
+    rng = random.Random(seed)
+    rows = []
+    for qid in qids:
+        ranking = _teacher_ranking(qid, run[qid].docids[:depth], teacher)
+        if len(ranking) < 2:
+            continue
+        target, bins, grades = soft_targets(ranking), score_bins(ranking), grades_from_ranks(ranking)
+        top = ranking.docids[:n_top]
+        rest = ranking.docids[n_top:]
+        picked = [(d, "teacher_top") for d in top] + [(d, "teacher_sample") for d in
+                                                       rng.sample(rest, min(len(rest), group_size - len(top)))]
+        scores = ranking.scores()
+        for docid, kind in picked:
+            p = rr.prompt(queries[qid], rr.prepare_doc(corpus.get(docid)))
+            grade = int(qrels.get(qid, {}).get(docid, grades[docid])) if qrels else grades[docid]
+            rows.append({"qid": qid, "docid": docid, "label": grade, "kind": kind,
+                         "teacher_score": float(scores[docid]), "target": float(target[docid]),
+                         "target_bin": int(bins[docid]), "prompt": _messages(p), "assistant_prefix": p.assistant_prefix,
+                         "completion": _soft_completion(method, target[docid], bins[docid])})
+    return _dataset(rows)
+
+
+def _soft_completion(method: str, target: float, bin_: int) -> str:
+    if method == "yesno":
+        return "Yes" if target >= 0.5 else "No"
+    if method == "prorank":
+        return "1" if target >= 0.5 else "0"
+    if method == "score10":
+        return f"{bin_}</answer>"
+    if method == "erank":
+        return f"<think> </think><answer>{bin_}</answer>"
+    raise RankstackError(f"unknown pointwise method {method!r}")
+
+
+def _teacher_qids(queries, run: Run, teacher: Run, qids) -> list[str]:
+    """The queries a teacher-driven builder uses: those of ``qids`` (default: the run's) that the
+    teacher ranks; a teacher sharing no query with them is an error."""
+    qids = list(qids) if qids is not None else list(run)
+    missing = [q for q in qids if q not in queries]
+    if missing:
+        raise RankstackError(f"{len(missing)} queries have no text (e.g. {missing[0]!r})")
+    missing = [q for q in qids if q not in run]
+    if missing:
+        raise RankstackError(f"{len(missing)} queries are not in the first-stage run (e.g. {missing[0]!r})")
+    have = [q for q in qids if q in teacher]
+    if not have:
+        raise RankstackError(f"the teacher run ranks none of the {len(qids)} queries (teacher qids e.g. "
+                             f"{sorted(teacher)[:3]}, queries e.g. {qids[:3]})")
+    if len(have) < len(qids):
+        log.warning("the teacher run ranks %d of %d queries; the others are left out", len(have), len(qids))
+    return have
+
+
+def _teacher_ranking(qid: str, docids: Sequence[str], teacher: Run):
+    """The teacher's ranking of exactly ``docids`` (a candidate it does not score raises, naming it)."""
+    from rankstack.training.teacher import MissingTeacherScoreError
+    from rankstack.types import Ranking
+
+    have = teacher[qid].scores()
+    for d in docids:
+        if d not in have:
+            raise MissingTeacherScoreError(qid, d, repr(teacher.name))
+    return Ranking.from_scores(qid, [(d, have[d]) for d in docids])
+
+
+def _max_grade(qrels: Qrels) -> int:
+    return max((g for j in qrels.values() for g in j.values()), default=1)
+
+
+def _pair_rows(rr, queries, qrels, run, corpus, qids, rng: random.Random, **sampling):
+    """One row per sampled (query, candidate) pair, rendered by the pointwise-style reranker ``rr``:
+    qid, docid, label (grade), kind, prompt, assistant_prefix."""
+    qids = _check_inputs(queries, qrels, run, qids)
+    pool = _pool(run, sampling.get("depth", 100))
+    for qid in qids:
+        for docid, grade, kind in sample_candidates(qid, qrels, run, corpus, rng, pool=pool, **sampling):
+            p = rr.prompt(queries[qid], rr.prepare_doc(corpus.get(docid)))
+            yield {"qid": qid, "docid": docid, "label": int(grade), "kind": kind, "prompt": _messages(p),
+                   "assistant_prefix": p.assistant_prefix}
 
 
 # --- windows: listwise, FIRST ------------------------------------------------------------------
@@ -176,7 +266,7 @@ def _windows(ranking_docids: list[str], depth: int, window: int, step: int) -> l
 def window_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, corpus: DocStore, *,
                     paradigm: str = "listwise", qids: Sequence[str] | None = None, backend=None, reranker=None,
                     window: int = 20, step: int = 10, depth: int = 100, skip_uniform: bool = True,
-                    shuffle: bool = False, seed: int = 0, **reranker_options):
+                    shuffle: bool = False, seed: int = 0, teacher: Run | None = None, **reranker_options):
     """One example per sliding window of each query's top ``depth`` (the inference schedule).
 
     Target: the ideal permutation of the window by grade, ties by first-stage rank, written as
@@ -185,6 +275,11 @@ def window_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, corpus
     ``shuffle=True`` shows each window's passages in a seeded random order (the target follows).
     Windows whose grades are all equal teach nothing and are skipped (``skip_uniform``).
     Columns: qid, docids, grades, teacher (1-based ideal order), prompt, assistant_prefix, completion.
+
+    With ``teacher=`` (a teacher's run over the candidates; qrels may be ``None``) the target of
+    each window is the teacher's permutation of it (RankGPT / RankZephyr / FIRST distillation);
+    ``grades`` then hold grades derived from the teacher's ranks over the query's whole list.
+    A window candidate the teacher does not score raises, naming the docid.
     """
     from rankstack.rerankers.prompts.listwise import clean_passage, identifier
 
@@ -202,25 +297,35 @@ def window_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, corpus
         raise RankstackError(f"window examples are for 'listwise' or 'first', not {paradigm!r}")
     ids = getattr(rr, "ids", "numeric")
     reasoning = getattr(rr, "reasoning", False)
-    qids = _check_inputs(queries, qrels, run, qids)
+    if teacher is not None:
+        from rankstack.training.teacher import grades_from_ranks
+
+        qids = _teacher_qids(queries, run, teacher, qids)
+    else:
+        qids = _check_inputs(queries, qrels, run, qids)
     rng = random.Random(seed)
     stats: Counter = Counter()
     rows = []
     for qid in qids:
         docids = run[qid].docids
-        judged = qrels.get(qid, {})
+        if teacher is not None:
+            ranking = _teacher_ranking(qid, docids[:depth], teacher)
+            judged, tscore = grades_from_ranks(ranking), ranking.scores()
+        else:
+            judged, tscore = qrels.get(qid, {}), None
         for s, e in _windows(docids, depth, window, step):
             win = docids[s:e]
             if shuffle:
                 win = list(win)
                 rng.shuffle(win)
             grades = [int(judged.get(d, 0)) for d in win]
-            if skip_uniform and len(set(grades)) < 2:
+            if tscore is None and skip_uniform and len(set(grades)) < 2:
                 continue
             docs = [rr.prepare_doc(corpus.get(d)) for d in win]
             passages = [clean_passage(d.text, ids) for d in docs]
             prompt = rr.fit_prompt(queries[qid], passages, stats)
-            order = ideal_permutation(grades)
+            order = (sorted(range(len(win)), key=lambda j: -tscore[win[j]]) if tscore is not None
+                     else ideal_permutation(grades))
             perm = " > ".join(f"[{identifier(j, ids)}]" for j in order)
             target = f"<think> </think> <answer>{perm}</answer>" if reasoning else perm
             rows.append({"qid": qid, "docids": list(win), "grades": grades, "teacher": [j + 1 for j in order],
@@ -236,6 +341,21 @@ def listwise_examples(queries, qrels, run, corpus, **kw):
 def first_examples(queries, qrels, run, corpus, **kw):
     """:func:`window_examples` for FIRST (letters; target ``[B] > [A] > ...`` for the combined loss)."""
     return window_examples(queries, qrels, run, corpus, paradigm="first", **kw)
+
+
+def _teacher_grades(qrels: Qrels | None, teacher: Run | None, positive_min: int) -> tuple[Qrels, int]:
+    """Builders that read grades (setwise, groupwise, rubric) take a teacher as grades derived from
+    its ranks (:func:`rankstack.training.teacher.teacher_qrels`: rank 1 -> 3, 2-3 -> 2, 4-10 -> 1);
+    the GRPO rewards then read those grades as they read human ones."""
+    if teacher is None:
+        if qrels is None:
+            raise RankstackError("give qrels or teacher=")
+        return qrels, positive_min
+    from rankstack.training.teacher import teacher_qrels
+
+    if not len(teacher):
+        raise RankstackError("the teacher run is empty")
+    return teacher_qrels(teacher), max(positive_min, 1)
 
 
 # --- sets: setwise (Rank-R1) --------------------------------------------------------------------
@@ -276,7 +396,7 @@ def _set_rows(rr, queries, qrels, run, corpus, qids, size, n_sets, depth, positi
 
 def setwise_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, corpus: DocStore, *,
                      qids: Sequence[str] | None = None, backend=None, reranker=None, size: int = 5,
-                     n_sets: int = 4, depth: int = 20, positive_min: int = 1, seed: int = 0, **reranker_options):
+                     n_sets: int = 4, depth: int = 20, positive_min: int = 1, seed: int = 0, teacher: Run | None = None, **reranker_options):
     """Sets of ``size`` shuffled candidates; target: the label of the most relevant one (Rank-R1).
 
     Columns: qid, docids, grades, gold (1-based labels of every top-graded doc), prompt,
@@ -286,6 +406,7 @@ def setwise_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, corpu
     from rankstack.rerankers.setwise import SetwiseReranker
 
     rr = reranker or SetwiseReranker(backend, cache=False, progress=False, **reranker_options)
+    qrels, positive_min = _teacher_grades(qrels, teacher, positive_min)
     rows = []
     for qid, s, grades, p in _set_rows(rr, queries, qrels, run, corpus, qids, size, n_sets, depth, positive_min,
                                        seed):
@@ -304,7 +425,7 @@ def setwise_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, corpu
 def groupwise_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, corpus: DocStore, *,
                        qids: Sequence[str] | None = None, backend=None, reranker=None, size: int = 10,
                        n_groups: int = 2, depth: int = 100, positive_min: int = 1, seed: int = 0,
-                       **reranker_options):
+                       teacher: Run | None = None, **reranker_options):
     """Groups of ``size`` shuffled candidates; target: GroupRank's JSON of 0-10 gold scores
     (round(10 * min-max(grade)) **[DEFAULT]**) inside ``<reason> </reason><answer>``.
 
@@ -316,6 +437,7 @@ def groupwise_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, cor
     from rankstack.training.rewards import gold_scores_from_grades
 
     rr = reranker or GroupwiseReranker(backend, cache=False, progress=False, **reranker_options)
+    qrels, positive_min = _teacher_grades(qrels, teacher, positive_min)
     rows = []
     for qid, s, grades, p in _set_rows(rr, queries, qrels, run, corpus, qids, size, n_groups, depth, positive_min,
                                        seed):
@@ -330,27 +452,20 @@ def groupwise_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, cor
 def rubric_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, corpus: DocStore, *,
                     qids: Sequence[str] | None = None, backend=None, reranker=None, n_pos: int = 2,
                     n_hard: int = 4, n_random: int = 2, depth: int = 100, hard_depth: int = 30,
-                    positive_min: int = 1, seed: int = 0, **reranker_options):
+                    positive_min: int = 1, seed: int = 0, teacher: Run | None = None, **reranker_options):
     """Retro* (query, document) examples; target ``<score>\\n{s}\\n</score>`` with s =
     round(100 * grade / max_grade) **[DEFAULT]**. Columns as :func:`pointwise_examples`."""
     from rankstack.rerankers import rubric as RB
 
-    qids = _check_inputs(queries, qrels, run, qids)
     rr = reranker or RB.RubricReranker(backend, cache=False, progress=False, **reranker_options)
-    max_grade = max((g for j in qrels.values() for g in j.values()), default=1)
+    qrels, positive_min = _teacher_grades(qrels, teacher, positive_min)
+    max_grade = _max_grade(qrels)
     rng = random.Random(seed)
-    pool = _pool(run, depth)
     rows = []
-    for qid in qids:
-        for docid, grade, kind in sample_candidates(qid, qrels, run, corpus, rng, n_pos=n_pos, n_hard=n_hard,
-                                                    n_random=n_random, depth=depth, hard_depth=hard_depth,
-                                                    positive_min=positive_min, pool=pool):
-            doc = rr.prepare_doc(corpus.get(docid))
-            p = rr.prompt(queries[qid], doc)
-            s = round(100 * max(0, grade) / max_grade) if max_grade else 0
-            rows.append({"qid": qid, "docid": docid, "label": int(grade), "kind": kind, "teacher_score": s,
-                         "prompt": _messages(p), "assistant_prefix": p.assistant_prefix,
-                         "completion": f"<score>\n{s}\n</score>"})
+    for row in _pair_rows(rr, queries, qrels, run, corpus, qids, rng, n_pos=n_pos, n_hard=n_hard, n_random=n_random,
+                          depth=depth, hard_depth=hard_depth, positive_min=positive_min):
+        s = round(100 * max(0, row["label"]) / max_grade) if max_grade else 0
+        rows.append({**row, "teacher_score": s, "completion": f"<score>\n{s}\n</score>"})
     rng.shuffle(rows)
     return _dataset(rows)
 
