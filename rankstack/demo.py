@@ -13,8 +13,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--dataset", default="dl19")
     p.add_argument("--depth", type=int, default=20)
     p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--rerankers", default="pointwise,first",
-                   help="comma-separated registry names (each also shown fused with BM25, w=0.8 z-score)")
+    p.add_argument("--rerankers", default="dense:minilm-l6,pointwise,first",
+                   help="comma-separated registry names, NAME:MODEL for a reranker with its own model (each also "
+                        "shown fused with BM25, w=0.8 z-score); the others run --model")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--queries-limit", type=int, default=None, help="only the first N judged queries (a quick look)")
     p.add_argument("--no-cache", action="store_true")
@@ -48,11 +49,15 @@ def cmd_demo(args) -> int:
     per = {"BM25": evaluate(first, qrels, measures, rel=ds.rel, per_query=True)}
     extra: dict[str, dict[str, str]] = {"BM25": {}}
     backend = None
-    for name in [n.strip() for n in args.rerankers.split(",") if n.strip()]:
-        rr = load_reranker(name, model=args.model, backend=backend or "hf",
-                           backend_options={"threads": args.threads} if args.threads else None,
-                           cache=not args.no_cache)
-        backend = getattr(rr, "backend", None) or backend
+    for spec in [n.strip() for n in args.rerankers.split(",") if n.strip()]:
+        name, _, model = spec.partition(":")
+        if model:
+            rr = load_reranker(name, model=model, cache=not args.no_cache, progress=True)
+        else:
+            rr = load_reranker(name, model=args.model, backend=backend or "hf",
+                               backend_options={"threads": args.threads} if args.threads else None,
+                               cache=not args.no_cache)
+            backend = getattr(rr, "backend", None) or backend
         t0 = time.perf_counter()
         run = rr.rerank_run(first, queries, ds.corpus, depth=args.depth)
         secs = time.perf_counter() - t0

@@ -1,4 +1,4 @@
-"""CLI: ``rankstack train sft|grpo``."""
+"""CLI: ``rankstack train sft|grpo|distill`` and ``rankstack generate-queries``."""
 
 from __future__ import annotations
 
@@ -73,7 +73,57 @@ def add_parsers(sub) -> None:
                         "Rank-R1 run on a small model)")
     g.set_defaults(func=cmd_grpo)
 
+    d = tsub.add_parser("distill", help="label-free distillation: synthetic queries from a corpus, a teacher's "
+                                        "ranks, a trained student (every step's file kept in --out)")
+    d.add_argument("--corpus", required=True, help="corpus file or dataset name (dl19, vaswani, cacm)")
+    d.add_argument("--teacher", default="dense:minilm-l6", help="TREC run file, NAME:MODEL (dense:minilm-l6, "
+                   "first:PATH, cross_encoder:MODEL) or qrels:FILE|DATASET (human judgements)")
+    d.add_argument("--student", default="smollm2-135m", help="the model to train (alias, folder, .gguf, hub id)")
+    d.add_argument("--generator", default=None, help="the model that writes queries (default: the student)")
+    d.add_argument("--paradigm", default="pointwise", choices=["pointwise", "first"])
+    d.add_argument("--n-queries", type=int, default=500, help="passages sampled to write queries for")
+    d.add_argument("--queries", default=None, help="train on these queries instead of generating them (topics file or "
+                   "dataset; with --candidates and e.g. --teacher qrels:dl19 for the supervised variant)")
+    d.add_argument("--candidates", default=None, help="with --queries: their first-stage run (file or dataset)")
+    d.add_argument("--out", "-o", required=True, help="folder for every intermediate file and the model")
+    d.add_argument("--depth", type=int, default=30, help="BM25 candidates per synthetic query")
+    d.add_argument("--keep-top", type=int, default=3, help="consistency filter: source in the teacher's top K")
+    d.add_argument("--max-doc-tokens", type=int, default=96)
+    d.add_argument("--method", default="yesno", help="pointwise: yesno | prorank")
+    d.add_argument("--loss", default="listwise", choices=["listwise", "margin_mse", "bce"])
+    d.add_argument("--group-size", type=int, default=8, help="pointwise: candidates per query and step")
+    d.add_argument("--window", type=int, default=20, help="first: passages per window")
+    d.add_argument("--epochs", type=float, default=1.0)
+    d.add_argument("--lr", type=float, default=2e-4)
+    d.add_argument("--lora-r", type=int, default=16)
+    d.add_argument("--no-lora", action="store_true", help="full fine-tuning")
+    d.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
+                   help="training precision (default: bf16 on CPUs with bf16 instructions and on GPUs, else fp32)")
+    d.add_argument("--val-queries", type=int, default=0, help="hold out this many kept queries and report the "
+                   "student's agreement with the teacher on them (label-free validation)")
+    d.add_argument("--threads", type=int, default=None)
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=cmd_distill)
+
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
+
+    g = sub.add_parser("generate-queries", help="write synthetic training queries for a corpus's passages "
+                                                "(InPars-style), optionally filtered by a teacher")
+    g.add_argument("corpus", help="corpus file or dataset name")
+    g.add_argument("--model", default="smollm2-135m", help="the generator (alias, folder, .gguf, hub id)")
+    g.add_argument("-n", type=int, default=100, help="passages to sample")
+    g.add_argument("-o", "--output", required=True, help="topics TSV to write (pseudo-qrels go to OUTPUT.qrels)")
+    g.add_argument("--filter-teacher", default=None, help="keep only queries whose source passage this teacher "
+                   "ranks in its top --keep-top among BM25's top --depth (e.g. dense:minilm-l6)")
+    g.add_argument("--depth", type=int, default=30)
+    g.add_argument("--keep-top", type=int, default=3)
+    g.add_argument("--samples", type=int, default=1, help="generations per passage (the first usable is kept)")
+    g.add_argument("--temperature", type=float, default=0.7)
+    g.add_argument("--max-passage-tokens", type=int, default=160)
+    g.add_argument("--batch-size", type=int, default=16)
+    g.add_argument("--threads", type=int, default=None)
+    g.add_argument("--seed", type=int, default=0)
+    g.set_defaults(func=cmd_generate_queries)
 
 
 def _inputs(args):
@@ -171,3 +221,57 @@ def cmd_grpo(args) -> int:
     _summary(res, "reward")
     print(json.dumps({"reward_curve": res.losses("reward")}))
     return 0
+
+
+def cmd_distill(args) -> int:
+    from rankstack.training.pipeline import DistillConfig, run_distill
+
+    cfg = DistillConfig(corpus=args.corpus, teacher=args.teacher, student=args.student, generator=args.generator,
+                        paradigm=args.paradigm, n_queries=args.n_queries, queries=args.queries,
+                        candidates=args.candidates, seed=args.seed, depth=args.depth,
+                        keep_top=args.keep_top, max_doc_tokens=args.max_doc_tokens, method=args.method,
+                        loss=args.loss, group_size=args.group_size, window=args.window, epochs=args.epochs,
+                        learning_rate=args.lr, lora=not args.no_lora, lora_r=args.lora_r,
+                        bf16=None if args.dtype is None else args.dtype == "bfloat16", threads=args.threads,
+                        val_queries=args.val_queries)
+    summary = run_distill(cfg, args.out)
+    f, t = summary.get("filter", {}), summary.get("training", {})
+    print(f"kept {f.get('kept')} of {f.get('queries')} synthetic queries (keep-rate {f.get('keep_rate')}); "
+          f"{summary.get('examples')} training examples")
+    if t:
+        print(f"trained in {t['seconds'] / 60:.1f} min: {t['tokens']} tokens, {t['tokens_per_second']} tokens/s")
+    if summary.get("validation"):
+        print(f"held-out synthetic queries: {json.dumps(summary['validation'])}")
+    print(f"saved: {args.out}/model  (use: rankstack rerank --reranker {args.paradigm} --model {args.out}/model ...)")
+    return 0
+
+
+def cmd_generate_queries(args) -> int:
+    import torch
+
+    from rankstack.data.datasets import resolve_corpus
+    from rankstack.rerankers.backends import load_backend
+    from rankstack.rerankers.cache import ScoreCache, default_cache_path
+    from rankstack.training import synthetic as S
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    corpus = resolve_corpus(args.corpus)
+    be = load_backend("hf", model=args.model, dtype="float32", batch_size=args.batch_size)
+    syn = S.generate_queries(corpus, be, args.n, seed=args.seed, samples=args.samples, temperature=args.temperature,
+                             max_passage_tokens=args.max_passage_tokens, cache=ScoreCache(default_cache_path()))
+    stats = dict(syn.stats)
+    if args.filter_teacher:
+        from rankstack.retrieval.bm25 import BM25Retriever
+
+        cands, teacher = S.candidate_runs(syn, BM25Retriever.from_corpus(corpus), args.filter_teacher, corpus,
+                                          depth=args.depth)
+        res = S.consistency_filter(syn, cands, teacher, keep_top=args.keep_top)
+        syn = res.kept
+        stats = dict(syn.stats)
+        stats["keep_rate"] = round(res.keep_rate, 4)
+    S.write_synthetic(syn, args.output, args.output + ".qrels", args.output + ".dropped.tsv")
+    print(f"wrote {len(syn.queries)} queries to {args.output} (pseudo-qrels {args.output}.qrels, drops "
+          f"{args.output}.dropped.tsv): {json.dumps(stats)}")
+    return 0
+

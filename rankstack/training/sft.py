@@ -30,9 +30,14 @@ class TrainResult:
     seconds: float
     log_history: list[dict] = field(default_factory=list)
     examples: int = 0
+    tokens: int = 0  # training tokens processed (all epochs; padding not counted)
 
     def losses(self, key: str = "loss") -> list[float]:
         return [h[key] for h in self.log_history if key in h]
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
 
 def train_sft(dataset, model="smollm2-135m", output_dir="sft-out", *, loss: str = "lm", rank_loss: str = "ranknet",
@@ -76,7 +81,8 @@ def train_sft(dataset, model="smollm2-135m", output_dir="sft-out", *, loss: str 
     trainer.train()
     seconds = time.perf_counter() - t0
     out = save(trainer, tok, output_dir, merge=merge, base=model if isinstance(model, str) else None) if save_model else Path(output_dir)
-    return TrainResult(out, seconds, log_history(trainer), len(train))
+    return TrainResult(out, seconds, log_history(trainer), len(train),
+                       tokens=int(getattr(trainer, "_total_train_tokens", 0)))
 
 
 def _check_lengths(train, tok, max_length: int | None) -> None:
@@ -105,6 +111,8 @@ def first_trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             inputs = dict(inputs)
             labels = inputs.pop("labels")
+            if model.training and "attention_mask" in inputs:  # SFTTrainer counts these in its own compute_loss
+                self._total_train_tokens = getattr(self, "_total_train_tokens", 0) + int(inputs["attention_mask"].sum())
             inputs["use_cache"] = False
             offset = self.first_loss.keep_from(labels)  # the output layer runs on the completion only
             outputs = model(**inputs, logits_to_keep=labels.shape[1] - offset)

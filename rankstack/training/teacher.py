@@ -100,13 +100,38 @@ class RerankerTeacher(Teacher):
         return out
 
 
+class QrelsTeacher(Teacher):
+    """Human judgements as a teacher (the supervised variant of a distillation recipe): each
+    candidate's score is its grade, unjudged candidates 0."""
+
+    def __init__(self, qrels: Qrels, name: str = "qrels"):
+        if not qrels:
+            raise RankstackError("the qrels are empty")
+        self.qrels, self.name = qrels, name
+
+    def rank(self, run: Run, queries=None, corpus=None, depth: int = 100) -> Run:
+        judged = [q for q in run if q in self.qrels]
+        if not judged:
+            raise RankstackError(f"the qrels {self.name!r} judge none of the candidates' queries")
+        out = Run(name=f"teacher-{self.name}", metadata={"teacher": self.name})
+        for q in judged:
+            grades = self.qrels[q]
+            out[q] = Ranking.from_scores(q, [(d, float(grades.get(d, 0))) for d in run[q].docids[:depth]])
+        return out
+
+
 def load_teacher(spec, missing: str = "error", **options) -> Teacher:
-    """A teacher from a spec: a :class:`Run`, a TREC run file, or ``NAME:MODEL`` (a reranker)."""
+    """A teacher from a spec: a :class:`Run`, a TREC run file, ``qrels:FILE|DATASET`` (human
+    judgements: the supervised variant) or ``NAME:MODEL`` (a reranker)."""
     if isinstance(spec, Teacher):
         return spec
     if isinstance(spec, Run):
         return RunTeacher(spec, missing=missing)
     spec = str(spec)
+    if spec.startswith("qrels:"):
+        from rankstack.data.datasets import resolve_qrels
+
+        return QrelsTeacher(resolve_qrels(spec[len("qrels:"):]), name=spec)
     if os.path.exists(spec):
         from rankstack.data.trec import read_run
 

@@ -1,0 +1,275 @@
+"""The label-free distillation recipe as one resumable pipeline (``rankstack train distill``).
+
+    corpus --(LLM)--> synthetic queries --(BM25)--> candidates --(teacher)--> teacher run
+           --(consistency filter)--> kept queries --(builder)--> examples --(trainer)--> student
+
+Every step writes its output into ``out_dir`` and is skipped when that file exists, so a step can
+be rerun (delete its file) or swapped (put your own file there: a teacher run from a 70B model,
+queries written by another generator) and the rest follows:
+
+| file | step |
+|---|---|
+| ``generated.tsv``, ``generated.qrels``, ``generated.dropped.tsv`` | queries written for sampled passages; pseudo-qrels (source passage = relevant); drops with their reason |
+| ``candidates.trec`` | BM25 (bm25s) top ``depth`` of every generated query |
+| ``teacher.trec`` | the teacher's run over those candidates |
+| ``queries.tsv``, ``qrels.txt`` | what the consistency filter kept, and their pseudo-qrels |
+| ``examples.jsonl`` | the training rows (pointwise groups or FIRST windows with the teacher's order) |
+| ``model/`` | the trained student (merged weights; ``load_reranker(paradigm, model=DIR/model)``) |
+| ``summary.json`` | counts, keep-rate, training time, tokens and tokens/s, the options used |
+
+No query or judgement of a test collection is used: the queries are written from the corpus's
+passages and their labels are the teacher's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rankstack.errors import RankstackError
+
+log = logging.getLogger(__name__)
+
+PARADIGMS = ("pointwise", "first")
+
+
+@dataclass
+class DistillConfig:
+    corpus: str
+    teacher: str = "dense:minilm-l6"
+    student: str = "smollm2-135m"
+    generator: str | None = None  # default: the student
+    paradigm: str = "pointwise"
+    n_queries: int = 500  # passages sampled to write queries for (the filter keeps a share)
+    queries: str | None = None  # given training queries (topics file or dataset): no generation, no filter
+    candidates: str | None = None  # with queries: their first-stage run (file or dataset)
+    seed: int = 0
+    depth: int = 30  # BM25 candidates per synthetic query
+    keep_top: int = 3  # consistency filter: the source must be in the teacher's top keep_top
+    max_doc_tokens: int = 96  # passages cut for the student (and the generator's view)
+    # pointwise
+    method: str = "yesno"
+    loss: str = "listwise"
+    group_size: int = 8
+    n_top: int = 2
+    # first
+    window: int = 20
+    # training
+    epochs: float = 1.0
+    learning_rate: float = 2e-4
+    lora: bool = True
+    lora_r: int = 16
+    groups_per_step: int = 2
+    batch_size: int = 2  # first: windows per step
+    max_length: int = 1536
+    bf16: bool | None = None  # None: by the CPU (bf16 where avx512_bf16/AMX), bf16 on CUDA
+    val_queries: int = 0  # kept queries held out of training to validate on (label-free: the teacher's grades)
+    threads: int | None = None
+    gen_batch_size: int = 16
+    extra: dict = field(default_factory=dict)
+
+
+def _bf16_default() -> bool:
+    import torch
+
+    if torch.cuda.is_available():
+        return True
+    from rankstack.hardware import default_cpu_dtype
+
+    return default_cpu_dtype() == "bfloat16"
+
+
+def run_distill(cfg: DistillConfig, out_dir, progress: bool = True) -> dict:
+    """Run (or resume) the recipe into ``out_dir``; returns the summary it also writes."""
+    import torch
+
+    from rankstack.data.datasets import resolve_corpus
+    from rankstack.data.trec import read_run, write_run
+    from rankstack.rerankers.backends import load_backend
+    from rankstack.rerankers.cache import ScoreCache, default_cache_path
+    from rankstack.training import synthetic as S
+
+    if cfg.paradigm not in PARADIGMS:
+        raise RankstackError(f"train distill: paradigm must be one of {PARADIGMS}, got {cfg.paradigm!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    summary: dict = {"config": asdict(cfg)}
+    corpus = resolve_corpus(cfg.corpus)
+    if len(corpus) == 0:
+        raise RankstackError(f"the corpus {cfg.corpus!r} is empty")
+    student_be = None
+
+    def backend():
+        nonlocal student_be
+        if student_be is None:
+            student_be = load_backend("hf", model=cfg.generator or cfg.student, dtype="float32",
+                                      batch_size=cfg.gen_batch_size)
+        return student_be
+
+    if cfg.queries:
+        kept = _given(cfg, corpus, out)
+        summary["filter"] = {"queries": len(kept.kept.queries), "kept": len(kept.kept.queries), "keep_rate": 1.0,
+                             "given": cfg.queries}
+        return _finish(cfg, kept, corpus, backend, out, summary)
+    # 1. synthetic queries
+    gen_topics, gen_qrels = out / "generated.tsv", out / "generated.qrels"
+    if gen_topics.exists() and gen_qrels.exists():
+        syn = S.read_synthetic(gen_topics, gen_qrels)
+        log.info("step 1: %d generated queries read from %s", len(syn.queries), gen_topics)
+    else:
+        t0 = time.perf_counter()
+        syn = S.generate_queries(corpus, backend(), cfg.n_queries, seed=cfg.seed,
+                                 max_passage_tokens=max(cfg.max_doc_tokens, 128),
+                                 cache=ScoreCache(default_cache_path()), progress=progress)
+        S.write_synthetic(syn, gen_topics, gen_qrels, out / "generated.dropped.tsv")
+        summary["generation"] = {**dict(syn.stats), "seconds": round(time.perf_counter() - t0, 1),
+                                 "generator": (cfg.generator or cfg.student)}
+    # 2-3. candidates and the teacher's run
+    cand_path, teacher_path = out / "candidates.trec", out / "teacher.trec"
+    if cand_path.exists() and teacher_path.exists():
+        cands, teacher_run = read_run(cand_path), read_run(teacher_path)
+    else:
+        from rankstack.retrieval.bm25 import BM25Retriever
+
+        t0 = time.perf_counter()
+        cands, teacher_run = S.candidate_runs(syn, BM25Retriever.from_corpus(corpus, show_progress=progress),
+                                              cfg.teacher, corpus, depth=cfg.depth)
+        write_run(cands, cand_path)
+        write_run(teacher_run, teacher_path)
+        summary["teacher_seconds"] = round(time.perf_counter() - t0, 1)
+    # 4. the consistency filter
+    kept = S.consistency_filter(syn, cands, teacher_run, keep_top=cfg.keep_top)
+    S.write_synthetic(kept.kept, out / "queries.tsv", out / "qrels.txt")
+    summary["filter"] = {**dict(kept.stats), "keep_rate": round(kept.keep_rate, 4)}
+    return _finish(cfg, kept, corpus, backend, out, summary)
+
+
+def _given(cfg: DistillConfig, corpus, out: Path):
+    """Steps 1-4 for given queries and candidates (e.g. a collection's own queries with a ``qrels:``
+    teacher: the supervised variant): the teacher ranks the candidates, nothing is filtered."""
+    from rankstack.data.datasets import resolve_queries, resolve_run
+    from rankstack.data.trec import read_run, write_run
+    from rankstack.training.synthetic import FilterResult, SyntheticQueries
+    from rankstack.training.teacher import load_teacher
+
+    if not cfg.candidates:
+        raise RankstackError("given --queries need --candidates (their first-stage run)")
+    queries = resolve_queries(cfg.queries)
+    cands = resolve_run(cfg.candidates).top(cfg.depth)
+    cands = type(cands)((r for q, r in cands.items() if q in queries), name=cands.name)
+    teacher_path = out / "teacher.trec"
+    if teacher_path.exists():
+        teacher_run = read_run(teacher_path)
+    else:
+        teacher_run = load_teacher(cfg.teacher).rank(cands, queries, corpus, depth=cfg.depth)
+        write_run(teacher_run, teacher_path)
+    write_run(cands, out / "candidates.trec")
+    qs = {q: queries[q] for q in teacher_run}
+    return FilterResult(SyntheticQueries(qs, {}), cands, teacher_run, Counter(queries=len(qs), kept=len(qs)))
+
+
+def _finish(cfg: DistillConfig, kept, corpus, backend, out: Path, summary: dict) -> dict:
+    """Steps 5-6: examples from the kept queries and the teacher's run, then the student."""
+    val = sorted(kept.kept.queries)[-cfg.val_queries:] if cfg.val_queries else []
+    if val and len(val) >= len(kept.kept.queries):
+        raise RankstackError(f"val_queries={cfg.val_queries} leaves no query to train on")
+    # 5. examples
+    ex_path = out / "examples.jsonl"
+    if ex_path.exists():
+        from datasets import Dataset
+
+        ds = Dataset.from_json(str(ex_path))
+    else:
+        train_qids = [q for q in kept.kept.queries if q not in set(val)]
+        ds = _examples(cfg, kept, corpus, backend(), train_qids)
+        ds.to_json(str(ex_path))
+    summary["examples"] = len(ds)
+    # 6. train
+    model_dir = out / "model"
+    if (model_dir / "config.json").exists():
+        log.info("step 6: a trained model is already in %s", model_dir)
+    else:
+        summary["training"] = _train(cfg, ds, model_dir)
+    if val and "validation" not in summary:
+        summary["validation"] = _validate(cfg, kept, val, corpus, model_dir)
+    prev = out / "summary.json"
+    if prev.exists():  # keep what earlier (partial) runs measured
+        old = json.loads(prev.read_text())
+        summary = {**old, **{k: v for k, v in summary.items() if k != "config"}, "config": summary["config"]}
+    prev.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def _examples(cfg: DistillConfig, kept, corpus, backend, qids):
+    from rankstack.training.examples import first_examples, pointwise_examples
+
+    if cfg.paradigm == "pointwise":
+        return pointwise_examples(kept.kept.queries, None, kept.candidates, corpus, method=cfg.method,
+                                  backend=backend, teacher=kept.teacher, qids=qids, group_size=cfg.group_size,
+                                  n_top=cfg.n_top, depth=cfg.depth, seed=cfg.seed, max_doc_tokens=cfg.max_doc_tokens)
+    return first_examples(kept.kept.queries, None, kept.candidates, corpus, backend=backend, teacher=kept.teacher,
+                          qids=qids, window=cfg.window, step=cfg.window, depth=cfg.window, seed=cfg.seed,
+                          max_passage_tokens=cfg.max_doc_tokens)
+
+
+def _validate(cfg: DistillConfig, kept, val: list[str], corpus, model_dir: Path) -> dict:
+    """Label-free validation on held-out synthetic queries: the student (and the untrained model)
+    rerank their candidates; nDCG@10 against grades from the teacher's ranks and MRR@10 of the
+    source passage. Nothing of a test collection is read."""
+    from rankstack.rerankers import load_reranker
+    from rankstack.training.teacher import teacher_qrels
+    from rankstack.types import Run
+
+    depth = cfg.depth if cfg.paradigm == "pointwise" else cfg.window
+    cands = Run((kept.candidates[q].top(depth) for q in val), name="bm25")
+    grades = teacher_qrels(Run(kept.teacher[q] for q in val))
+    source = {q: {kept.kept.source[q]: 1} for q in val if q in kept.kept.source}  # none for given queries
+    opts = {"max_doc_tokens": cfg.max_doc_tokens} if cfg.paradigm == "pointwise" else {
+        "max_passage_tokens": cfg.max_doc_tokens}
+    out = {"queries": len(val), "depth": depth}
+    for name, model in (("untrained", cfg.student), ("student", str(model_dir))):
+        rr = load_reranker(cfg.paradigm, model=model, backend_options={"dtype": "float32"}, progress=False, **opts)
+        run = rr.rerank_run(cands, kept.kept.queries, corpus, depth=depth)
+        out[name] = _agreement(run, grades, source)
+    out["first_stage"] = _agreement(cands, grades, source)
+    log.info("validation on %d held-out synthetic queries: %s", len(val), out)
+    return out
+
+
+def _train(cfg: DistillConfig, ds, model_dir: Path) -> dict:
+    bf16 = _bf16_default() if cfg.bf16 is None else cfg.bf16
+    if cfg.paradigm == "pointwise":
+        from rankstack.training.distill import train_pointwise_distill
+
+        res = train_pointwise_distill(ds, model=cfg.student, output_dir=str(model_dir), method=cfg.method,
+                                      loss=cfg.loss, lora=cfg.lora, lora_r=cfg.lora_r, lora_alpha=2 * cfg.lora_r,
+                                      epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+                                      groups_per_step=cfg.groups_per_step, max_length=cfg.max_length, bf16=bf16,
+                                      seed=cfg.seed, **cfg.extra)
+    else:
+        from rankstack.training.sft import train_sft
+
+        res = train_sft(ds, model=cfg.student, output_dir=str(model_dir), loss="first", lora=cfg.lora,
+                        lora_r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, epochs=cfg.epochs,
+                        learning_rate=cfg.learning_rate, batch_size=cfg.batch_size, max_length=cfg.max_length,
+                        bf16=bf16, seed=cfg.seed, **cfg.extra)
+    losses = res.losses()
+    return {"seconds": round(res.seconds, 1), "examples": res.examples, "tokens": res.tokens,
+            "tokens_per_second": round(res.tokens_per_second, 1), "bf16": bf16,
+            "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None}
+
+
+def _agreement(run, grades, source) -> dict:
+    from rankstack.eval import evaluate
+
+    out = {"ndcg10_vs_teacher": round(evaluate(run, grades, ["nDCG@10"])["nDCG@10"], 4)}
+    if source:
+        out["mrr10_source"] = round(evaluate(run, source, ["RR@10"])["RR@10"], 4)
+    return out
+
