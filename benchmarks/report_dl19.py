@@ -6,8 +6,8 @@
 1. ``rankstack demo --dataset dl19 --depth 10 --threads 2 --save-runs DIR`` (the ``make demo``
    command, leaving its runs behind; a fresh score cache in DIR, so the cost section shows real
    model calls); skipped with ``--reuse`` when DIR already holds the runs;
-2. ``rankstack report DIR/BM25.trec DIR/pointwise.trec DIR/first.trec --qrels dl19 --queries dl19
-   --corpus dl19 -o OUT``;
+2. ``rankstack report BM25=DIR/BM25.trec pointwise=DIR/pointwise.trec first=DIR/first.trec --qrels dl19
+   --queries dl19 --corpus dl19 -o OUT``;
 3. the page opened in headless Chromium: console errors, requests, the summary table it shows,
    the SVG charts it lays out.
 Writes ``benchmarks/results/report_dl19.txt`` (the HTML holds DL19 passage text: keep it out of the repo).
@@ -41,7 +41,9 @@ def main(argv=None) -> int:
     from rankstack.report.browser import check_page
 
     runs = Path(args.runs)
-    lines = ["flock /tmp/rankstack-cpu.lock .venv/bin/python " + " ".join(["benchmarks/report_dl19.py"] + sys.argv[1:])]
+    py = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else sys.executable
+    env = f"PYTHONPATH={os.environ['PYTHONPATH']} " if os.environ.get("PYTHONPATH") else ""
+    lines = [f"{env}flock /tmp/rankstack-cpu.lock {py} " + " ".join(["benchmarks/report_dl19.py"] + sys.argv[1:])]
     lines.append(f"data DL19 (43 judged queries, shipped BM25 top-10), model smollm2-135m (SmolLM2-135M-Instruct, fp32); "
                  f"hardware {cpu_name()}, {os.cpu_count()} cores, flags avx512_bf16="
                  f"{'avx512_bf16' in Path('/proc/cpuinfo').read_text()}")
@@ -58,7 +60,7 @@ def main(argv=None) -> int:
         lines.append(f"\n# step 1: rankstack {' '.join(demo_cmd)}   (fresh score cache; {time.perf_counter() - t0:.0f} s wall, "
                      f"model load included)")
         lines += buf.getvalue().rstrip().splitlines()
-    report_cmd = ["report", *(str(runs / f) for f in ("BM25.trec", "pointwise.trec", "first.trec")), "--qrels", "dl19",
+    report_cmd = ["report", *(f"{n}={runs / n}.trec" for n in ("BM25", "pointwise", "first")), "--qrels", "dl19",
                   "--queries", "dl19", "--corpus", "dl19", "-o", args.out]
     t0 = time.perf_counter()
     buf = io.StringIO()
@@ -78,6 +80,8 @@ def main(argv=None) -> int:
     lines.append(f"requests besides the page: {len(seen.requests)}")
     lines.append("summary table as rendered:")
     lines += ["  " + " | ".join(row) for row in seen.dom["summary"]]
+    lines.append("cost section as rendered:")
+    lines += ["  " + " | ".join(row) for row in seen.dom["cost"]]
     lines.append(f"SVG charts laid out: {len(seen.dom['svgs'])}, sizes "
                  + ", ".join(f"{s['w']:.0f}x{s['h']:.0f} ({s['shapes']} shapes)" for s in seen.dom["svgs"]))
     lines.append(f"collapsible query sections: {seen.dom['details']}")

@@ -11,6 +11,7 @@ use it to check that a report renders, offline, without an error.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import logging
 import os
@@ -36,12 +37,14 @@ _PROBE = """(() => {
   const box = e => { const r = e.getBoundingClientRect(); return {x: r.left + scrollX, y: r.top + scrollY,
                      w: r.width, h: r.height}; };
   const table = document.querySelector('table.summary');
+  const cells = t => t ? [...t.rows].map(r => [...r.cells].map(c => c.innerText.trim())) : null;
   const svgs = [...document.querySelectorAll('svg')].map(s => Object.assign(box(s),
       {shapes: s.querySelectorAll('path, rect, use, line, circle').length}));
   const charts = document.querySelector('#charts');
   return JSON.stringify({
     title: document.title,
-    summary: table ? [...table.rows].map(r => [...r.cells].map(c => c.innerText.trim())) : null,
+    summary: cells(table),
+    cost: cells(document.querySelector('table.cost')),
     summary_box: table ? box(table) : null,
     svgs: svgs,
     charts_box: charts ? box(charts) : null,
@@ -54,7 +57,7 @@ _PROBE = """(() => {
 @dataclass
 class PageCheck:
     """What the browser saw: errors (empty when clean), requests other than the page itself, the probe's
-    measurements (``summary`` cells, ``svgs`` boxes and shape counts, ...), a PNG of the charts."""
+    measurements (``summary`` and ``cost`` table cells, ``svgs`` boxes and shape counts, ...), a PNG of the charts."""
 
     errors: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
@@ -112,19 +115,22 @@ class _Pipe:
             self.events.append(self._read())
 
 
-def _launch(binary: str, profile: str):
-    """Start the browser with fds 3 (commands in) and 4 (answers out) wired to two pipes."""
+def _launch(binary: str, profile: str, log_path: str):
+    """Start the browser with fds 3 (commands in) and 4 (answers out) wired to two pipes; its own
+    messages go to ``log_path``."""
     cmd_r, cmd_w = os.pipe()
     out_r, out_w = os.pipe()
 
-    def wire():  # in the child: dup2 onto 3 and 4 (via fresh fds, so none of them is 3 or 4 already)
-        a, b = os.dup(cmd_r), os.dup(out_w)
+    def wire():  # in the child: copies numbered >= 5 first, so that dup2 onto 3 and 4 always makes a new,
+        # inheritable descriptor (dup2 of a descriptor onto itself would keep its close-on-exec flag)
+        a, b = fcntl.fcntl(cmd_r, fcntl.F_DUPFD, 5), fcntl.fcntl(out_w, fcntl.F_DUPFD, 5)
         os.dup2(a, 3)
         os.dup2(b, 4)
 
-    proc = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe",
-                             "about:blank"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, close_fds=False, preexec_fn=wire)
+    with open(log_path, "wb") as err:
+        proc = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe",
+                                 "about:blank"], stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                close_fds=False, preexec_fn=wire)
     os.close(cmd_r)
     os.close(out_w)
     return proc, cmd_w, out_r
@@ -154,32 +160,13 @@ def check_page(path, chromium: str | None = None, timeout: float = 60.0, width: 
         raise RankstackError("no Chromium found (install the 'chromium' package or set RANKSTACK_CHROMIUM)")
     url = Path(path).resolve().as_uri()
     profile = tempfile.mkdtemp(prefix="rankstack-chromium-")
-    proc, wfd, rfd = _launch(binary, profile)
+    log_path = profile + ".log"
+    proc, wfd, rfd = _launch(binary, profile, log_path)
     try:
-        cdp = _Pipe(proc, wfd, rfd, time.monotonic() + timeout)
-        target = cdp.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        s = cdp.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        for domain in ("Runtime", "Log", "Page", "Network"):
-            cdp.call(f"{domain}.enable", session=s)
-        cdp.call("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1,
-                                                        "mobile": False}, session=s)
-        cdp.call("Page.navigate", {"url": url}, session=s)
-        cdp.wait_for("Page.loadEventFired")
-        dom = json.loads(cdp.call("Runtime.evaluate", {"expression": _PROBE, "returnByValue": True},
-                                  session=s)["result"]["value"])
-        clip = dom.get("charts_box") or {"x": 0, "y": 0, "w": width, "h": height}
-        shot = cdp.call("Page.captureScreenshot", {
-            "format": "png", "captureBeyondViewport": True,
-            "clip": {"x": clip["x"], "y": clip["y"], "width": max(1, clip["w"]), "height": max(1, min(clip["h"], 8000)),
-                     "scale": 1}}, session=s)
-        requests = [e["params"]["request"]["url"] for e in cdp.events
-                    if e.get("method") == "Network.requestWillBeSent" and e["params"]["request"]["url"] != url]
-        check = PageCheck(_errors(cdp.events), requests, dom, base64.b64decode(shot["data"]))
-        try:
-            cdp.call("Browser.close")
-        except RankstackError:
-            pass  # closing: the pipe may end before the answer
-        return check
+        return _load(_Pipe(proc, wfd, rfd, time.monotonic() + timeout), url, width, height)
+    except (OSError, RankstackError) as e:
+        tail = Path(log_path).read_text(errors="replace").strip().splitlines()[-8:]
+        raise RankstackError(f"headless Chromium ({binary}) failed on {url}: {e}; its log ends:\n" + "\n".join(tail)) from e
     finally:
         for fd in (wfd, rfd):
             try:
@@ -192,3 +179,31 @@ def check_page(path, chromium: str | None = None, timeout: float = 60.0, width: 
             proc.kill()
             proc.wait()
         shutil.rmtree(profile, ignore_errors=True)
+        Path(log_path).unlink(missing_ok=True)
+
+
+def _load(cdp: _Pipe, url: str, width: int, height: int) -> PageCheck:
+    """Drive one page load through ``cdp``: errors, requests, the probe, a screenshot of the charts."""
+    target = cdp.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+    s = cdp.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+    for domain in ("Runtime", "Log", "Page", "Network"):
+        cdp.call(f"{domain}.enable", session=s)
+    cdp.call("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1,
+                                                    "mobile": False}, session=s)
+    cdp.call("Page.navigate", {"url": url}, session=s)
+    cdp.wait_for("Page.loadEventFired")
+    dom = json.loads(cdp.call("Runtime.evaluate", {"expression": _PROBE, "returnByValue": True},
+                              session=s)["result"]["value"])
+    clip = dom.get("charts_box") or {"x": 0, "y": 0, "w": width, "h": height}
+    shot = cdp.call("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": clip["x"], "y": clip["y"], "width": max(1, clip["w"]), "height": max(1, min(clip["h"], 8000)),
+                 "scale": 1}}, session=s)
+    requests = [e["params"]["request"]["url"] for e in cdp.events
+                if e.get("method") == "Network.requestWillBeSent" and e["params"]["request"]["url"] != url]
+    check = PageCheck(_errors(cdp.events), requests, dom, base64.b64decode(shot["data"]))
+    try:
+        cdp.call("Browser.close")
+    except (OSError, RankstackError):
+        pass  # closing: the pipe may end before the answer
+    return check

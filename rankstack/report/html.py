@@ -45,7 +45,10 @@ table.top td{width:auto;font-size:13px;min-width:210px} table.top td.rk{min-widt
               for i, c in enumerate(_GRADE_COLOURS, 1)) + """
 .mv{font-size:11px;margin-left:4px}
 td.nometa{color:#777;font-style:italic}
-table.moves td{font-size:12px;text-align:right} table.moves td:first-child{text-align:left} .missed{color:#666;font-size:12px}
+details.params{border:0;padding:0;margin:0} details.params code{display:block;max-width:420px;font-size:11px;
+  white-space:normal;word-break:break-word;color:#555}
+table.moves td{font-size:12px;text-align:right}
+table.moves td:first-child{text-align:left;font-family:ui-monospace,monospace} .missed{color:#666;font-size:12px}
 .legend span{margin-right:10px}
 """
 
@@ -60,20 +63,17 @@ def _grade_badge(grade: int | None, top_grade: int) -> str:
     return f'<span class="g gl{level}">{grade}</span>'
 
 
-def _move(base_rank: int | None, rank: int | None) -> str:
-    """A passage's move against the baseline: up n / down n / same / new (baseline lacks it) / out."""
+def _move(base_rank: int | None, rank: int | None) -> tuple[str, str]:
+    """A passage's move against the baseline as (css class, text): up n, down n, same, new (the
+    baseline's list lacks it), out (this run's list lacks it)."""
     if base_rank is None and rank is None:
-        return '<span class="same">-</span>'
+        return "same", "-"
     if base_rank is None:
-        return '<span class="up">new</span>'
+        return "up", "new"
     if rank is None:
-        return '<span class="down">out</span>'
+        return "down", "out"
     d = base_rank - rank
-    if d > 0:
-        return f'<span class="up">&#8593;{d}</span>'
-    if d < 0:
-        return f'<span class="down">&#8595;{-d}</span>'
-    return '<span class="same">=</span>'
+    return ("up", f"\u2191{d}") if d > 0 else ("down", f"\u2193{-d}") if d < 0 else ("same", "=")
 
 
 def _cell(value: str) -> str:
@@ -104,13 +104,15 @@ def charts_section(data: ReportData) -> str:
              f'<b>{escape(data.baseline)}</b>, one bar or point per query; green: the run wins, red: it loses, '
              'grey: a tie.</p>']
     n = 0
+    limits = {m: max([abs(d) for e in data.runs[1:] for d in data.deltas(e.name, m).values()] + [1e-3])
+              for m in data.measures}  # one y range per measure: bars compare across runs
     for entry in data.runs[1:]:
         parts.append(f"<h3>{escape(entry.name)} vs {escape(data.baseline)}</h3>")
         for m in data.measures:
             deltas = data.deltas(entry.name, m)
             w, l, t = outcome(deltas)
             n += 1
-            delta_svg = plots.delta_chart(deltas, entry.name, data.baseline, m, f"c{n}d")
+            delta_svg = plots.delta_chart(deltas, entry.name, data.baseline, m, f"c{n}d", limit=limits[m])
             scatter_svg = plots.scatter_chart(data.per_query[data.baseline][m], data.per_query[entry.name][m],
                                               entry.name, data.baseline, m, f"c{n}s")
             parts.append(f'<p class="sub">{escape(m)}: <span class="up">{w} wins</span>, '
@@ -148,9 +150,13 @@ def cost_section(data: ReportData) -> str:
         vals = [what, md.get("model") or "-", md.get("depth", "-"), md.get("queries", "-"), docs if docs is not None
                 else "-", wall if wall is not None else "-", rate if rate is not None else "-",
                 md.get("model_requests", "-"), md.get("cache_hits", "-")]
-        cells = [f"<td>{escape(str(vals[0]))}</td>", f"<td>{escape(str(vals[1]))}</td>"]
+        what = str(vals[0])
+        short = what.split("(", 1)[0]
+        what_cell = (f'<details class="params"><summary>{escape(short)}</summary><code>{escape(what)}</code></details>'
+                     if short != what else escape(what))  # a reranker's repr carries every parameter: folded
+        cells = [f"<td>{what_cell}</td>", f"<td>{escape(str(vals[1]))}</td>"]
         cells += [f'<td class="num">{_fmt_num(v)}</td>' for v in vals[2:]]
-        cells.append(f'<td class="num">{escape(parse_txt) if parse else "-"}</td>')
+        cells.append(f'<td class="num">{escape(parse_txt)}</td>')  # parse_* counters appear once counted: none is 0
         rows.append(f"<tr><td>{escape(e.name)}</td>{''.join(cells)}</tr>")
     head = "<th>run</th>" + "".join(f"<th>{escape(c)}</th>" for c in cols)
     return (f'<section id="cost"><h2>Cost</h2><p class="sub">From each run\'s metadata (<code>RUN.meta.json</code>, '
@@ -159,7 +165,7 @@ def cost_section(data: ReportData) -> str:
 
 
 def _entry_cell(e: Entry, top_grade: int, show_move: bool) -> str:
-    move = f'<span class="mv">{_move(e.base_rank, e.rank)}</span>' if show_move else ""
+    move = '<span class="mv {}">{}</span>'.format(*_move(e.base_rank, e.rank)) if show_move else ""
     text = f'<span class="txt">{escape(e.text)}</span>' if e.text is not None else ""
     return f'<td>{_grade_badge(e.grade, top_grade)}<span class="doc">{escape(e.docid)}</span>{move}{text}</td>'
 
@@ -196,8 +202,8 @@ def _query_block(data: ReportData, qid: str, top: int, words: int, top_grade: in
         for c in found:
             ranks = "".join(f'<td>{c.ranks[e.name] if c.ranks[e.name] is not None else "-"}</td>'
                             for e in data.runs)
-            mv = "".join(f"<td>{_move(c.ranks[data.baseline], c.ranks[n])}</td>" for n in others)
-            body.append(f'<tr><td class="doc">{escape(c.docid)}</td><td>{_grade_badge(c.grade, top_grade)}</td>'
+            mv = "".join('<td class="{}">{}</td>'.format(*_move(c.ranks[data.baseline], c.ranks[n])) for n in others)
+            body.append(f'<tr><td>{escape(c.docid)}</td><td>{_grade_badge(c.grade, top_grade)}</td>'
                         f"{ranks}{mv}</tr>")
         moves = f'<table class="moves">{head_m}{"".join(body)}</table>'
     if missed:
@@ -223,7 +229,7 @@ def queries_section(data: ReportData, top: int, words: int) -> str:
         how = "in the qrels' order"
     legend = ('<p class="legend sub">Grades: ' + "".join(f"<span>{_grade_badge(g, top_grade)}</span>"
               for g in range(0, top_grade + 1)) + f'<span>{_grade_badge(None, top_grade)} unjudged</span>'
-              '<span><span class="up">&#8593;n</span>/<span class="down">&#8595;n</span>: '
+              '<span><span class="up">\u2191n</span>/<span class="down">\u2193n</span>: '
               'moved up/down n places against the baseline; <span class="up">new</span>: not in the baseline\'s '
               'list; <span class="down">out</span>: not in this run\'s list</span></p>')
     blocks = "".join(_query_block(data, q, top, words, top_grade) for q in order)

@@ -49,8 +49,9 @@ def _figure(width: float, height: float):
 
 
 def delta_chart(deltas: Mapping[str, float], run: str, baseline: str, measure: str, chart_id: str,
-                eps: float = 1e-9) -> str:
-    """Per-query ``run - baseline`` as bars sorted from the largest gain to the largest loss."""
+                limit: float | None = None, eps: float = 1e-9) -> str:
+    """Per-query ``run - baseline`` as bars sorted from the largest gain to the largest loss; ``limit``:
+    the y axis spans +-limit (give every run the same one, so that bar heights compare across charts)."""
     items = sorted(deltas.items(), key=lambda kv: (-kv[1], kv[0]))
     values = [v for _, v in items]
     colours = [WIN if v > eps else LOSS if v < -eps else TIE for v in values]
@@ -63,6 +64,8 @@ def delta_chart(deltas: Mapping[str, float], run: str, baseline: str, measure: s
     ax.axhline(0.0, color="#444", linewidth=0.8)
     ax.set_ylabel(f"delta {measure}")
     ax.set_xlim(-0.6, len(values) - 0.4)
+    if limit:
+        ax.set_ylim(-limit * 1.05, limit * 1.05)
     if len(values) <= 60:
         ax.set_xticks(list(x), [q for q, _ in items], rotation=90, fontsize=6)
     else:

@@ -144,11 +144,12 @@ def cmd_rerank(args) -> int:
     out = reranker.rerank_run(run, queries, corpus, depth=args.depth)
     wall = time.perf_counter() - t0
     write_run(out, args.out)
-    write_run_metadata(args.out, run_metadata(reranker, out, first_stage=args.run))
+    meta_path = write_run_metadata(args.out, run_metadata(reranker, out, first_stage=args.run))
     md = out.metadata
     scored = int(md.get("docs", 0))
     fallbacks = {k: v for k, v in md.items() if k.startswith("parse_")}
-    print(f"reranked {args.run} with {reranker!r} on {platform.processor() or platform.machine()} -> {args.out}")
+    print(f"reranked {args.run} with {reranker!r} on {platform.processor() or platform.machine()} -> {args.out} "
+          f"(+ {meta_path.name})")
     print(f"queries {md.get('queries', 0)}  docs scored {scored}  wall {wall:.1f}s  docs/s {scored / max(wall, 1e-9):.2f}  "
           f"requests {md.get('requests', 0)}  model calls {md.get('model_requests', 0)}  "
           f"cache hits {md.get('cache_hits', 0)}  parse fallbacks {sum(fallbacks.values())}"
