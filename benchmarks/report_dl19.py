@@ -69,9 +69,10 @@ def main(argv=None) -> int:
     secs = time.perf_counter() - t0
     size = Path(args.out).stat().st_size
     html = Path(args.out).read_text(encoding="utf-8")
+    n_queries = html.count('<details class="query"')
     lines.append(f"\n# step 2: rankstack {' '.join(report_cmd)}")
     lines.append(f"wrote {args.out}: {size:,} bytes ({size / 2**20:.2f} MiB; limit 1 MiB), {secs:.1f} s; "
-                 f"{html.count('<svg')} SVG charts, {html.count('<details class=')} query sections, "
+                 f"{html.count('<svg')} SVG charts, {n_queries} query sections, "
                  f"{html.count('<script')} scripts")
     t0 = time.perf_counter()
     seen = check_page(args.out)
@@ -84,7 +85,7 @@ def main(argv=None) -> int:
     lines += ["  " + " | ".join(row) for row in seen.dom["cost"]]
     lines.append(f"SVG charts laid out: {len(seen.dom['svgs'])}, sizes "
                  + ", ".join(f"{s['w']:.0f}x{s['h']:.0f} ({s['shapes']} shapes)" for s in seen.dom["svgs"]))
-    lines.append(f"collapsible query sections: {seen.dom['details']}")
+    lines.append(f"collapsible query sections: {seen.dom['queries']}")
     load = os.getloadavg()
     lines.append(f"\nload average at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (other sessions wrote code meanwhile)")
     text = "\n".join(lines) + "\n"

@@ -249,7 +249,7 @@ def test_report_renders_in_headless_chromium(runs, tmp_path):
     assert len(seen.dom["svgs"]) == 4
     for svg in seen.dom["svgs"]:  # laid out with a size, with shapes drawn
         assert svg["w"] > 150 and svg["h"] > 150 and svg["shapes"] > 20
-    assert seen.dom["details"] == 43
+    assert seen.dom["queries"] == 43
     hexrgb = lambda h: tuple(int(h[i: i + 2], 16) for i in (1, 3, 5))
     # the screenshot of the charts holds the bars' colours: painted, not only parsed
     assert _coloured_pixels(seen.screenshot, hexrgb(plots.WIN)) > 200

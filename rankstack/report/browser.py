@@ -48,7 +48,7 @@ _PROBE = """(() => {
     summary_box: table ? box(table) : null,
     svgs: svgs,
     charts_box: charts ? box(charts) : null,
-    details: document.querySelectorAll('details').length,
+    queries: document.querySelectorAll('details.query').length,
     text: document.body ? document.body.innerText.length : 0,
   });
 })()"""
