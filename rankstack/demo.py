@@ -19,6 +19,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--queries-limit", type=int, default=None, help="only the first N judged queries (a quick look)")
     p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--save-runs", default=None, metavar="DIR",
+                   help="write each row's run to DIR (TREC + RUN.meta.json), e.g. for rankstack report")
     p.set_defaults(func=cmd_demo)
 
 
@@ -47,6 +49,8 @@ def cmd_demo(args) -> int:
     measures = ["nDCG@10"]
     qrels = {q: ds.qrels[q] for q in queries}
     per = {"BM25": evaluate(first, qrels, measures, rel=ds.rel, per_query=True)}
+    save = _RunSaver(args.save_runs)
+    save("BM25", first)
     extra: dict[str, dict[str, str]] = {"BM25": {}}
     backend = None
     for spec in [n.strip() for n in args.rerankers.split(",") if n.strip()]:
@@ -62,13 +66,40 @@ def cmd_demo(args) -> int:
         run = rr.rerank_run(first, queries, ds.corpus, depth=args.depth)
         secs = time.perf_counter() - t0
         per[name] = evaluate(run, qrels, measures, rel=ds.rel, per_query=True)
+        save(name, run, rr)
         counts = {k: v for k, v in run.metadata.items() if k.startswith(("parse_", "fallback"))}
         extra[name] = {"s/query": f"{secs / max(1, len(queries)):.2f}", "cache hits": str(run.metadata.get("cache_hits", 0)),
                        "repairs": str(sum(counts.values()))}
         rr.fusion = Fusion(0.8, "zscore")
         fused = rr.rerank_run(first, queries, ds.corpus, depth=args.depth)  # all cached: fusion only
         per[f"{name}+BM25 (0.8)"] = evaluate(fused, qrels, measures, rel=ds.rel, per_query=True)
+        save(f"{name}+BM25 (0.8)", fused, rr)
     print(f"dataset {args.dataset} ({len(queries)} judged queries), first stage: {source}, depth {args.depth}, "
           f"model {args.model}, {platform.processor() or platform.machine()}")
     print(format_table(per, baseline="BM25", extra=extra))
+    if args.save_runs:
+        print(f"runs written to {args.save_runs}/: {', '.join(save.files)}")
     return 0
+
+
+class _RunSaver:
+    """``--save-runs DIR``: each row's run as ``DIR/<row>.trec`` (+ ``.meta.json`` for reranked rows)."""
+
+    def __init__(self, folder: str | None):
+        self.folder, self.files = folder, []
+
+    def __call__(self, row: str, run, reranker=None) -> None:
+        if not self.folder:
+            return
+        import re
+        from pathlib import Path
+
+        from rankstack.data.trec import write_run, write_run_metadata
+        from rankstack.rerankers.commands import run_metadata
+
+        stem = re.sub(r"[^A-Za-z0-9+._-]+", "_", row).strip("_")
+        path = Path(self.folder) / f"{stem}.trec"
+        write_run(run, path, name=stem)
+        if reranker is not None:
+            write_run_metadata(path, run_metadata(reranker, run))
+        self.files.append(path.name)

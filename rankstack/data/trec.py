@@ -5,13 +5,17 @@ Formats:
 - qrels:  ``qid iter docid grade`` (four fields; grade an integer)
 - topics: TSV ``qid<TAB>text``; TREC SGML ``<top><num>..</num><title>..</title></top>``;
   the ``<DOC><DOCNO> n </DOCNO> text </DOC>`` topic style of CACM.
+- run metadata: ``RUN.meta.json`` beside the run file, one JSON object (what made the run, what it cost).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from rankstack.errors import FormatError, RankstackError
 from rankstack.types import Qrels, Query, Ranking, Run, ScoredDoc
@@ -67,6 +71,38 @@ def write_run(run: Run, path, name: str | None = None) -> None:
         for qid, ranking in run.items():
             for rank, d in enumerate(ranking.docs, 1):
                 f.write(f"{qid} Q0 {d.docid} {rank} {d.score!r} {tag}\n")
+
+
+# --- run metadata (a JSON sidecar beside the run file) ------------------------------
+#: ``run.trec`` -> ``run.trec.meta.json``: what made the run and what it cost (a TREC run file has no room for it).
+META_SUFFIX = ".meta.json"
+
+
+def run_metadata_path(run_path) -> Path:
+    return Path(str(run_path) + META_SUFFIX)
+
+
+def write_run_metadata(run_path, metadata: Mapping[str, Any]) -> Path:
+    """Write ``metadata`` (a run's: reranker, fingerprint, depth, queries, docs, wall time, model
+    calls, cache hits, ``parse_*`` counts) to ``RUN.meta.json``; returns that path."""
+    path = run_metadata_path(run_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(metadata), indent=1, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+def read_run_metadata(run_path) -> dict[str, Any] | None:
+    """The metadata written beside ``run_path`` (``RUN.meta.json``), or None when there is none."""
+    path = run_metadata_path(run_path)
+    if not path.exists():
+        return None
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise FormatError(path, e.lineno, f"not valid JSON ({e.msg})") from None
+    if not isinstance(obj, dict):
+        raise FormatError(path, 1, f"run metadata must be a JSON object, found {type(obj).__name__}")
+    return obj
 
 
 # --- qrels ---------------------------------------------------------------------

@@ -2,6 +2,6 @@
 
 from rankstack.eval.metrics import evaluate, parse_measures
 from rankstack.eval.significance import paired_ttest
-from rankstack.eval.table import compare, format_table
+from rankstack.eval.table import compare, format_table, table_cells
 
-__all__ = ["evaluate", "parse_measures", "paired_ttest", "compare", "format_table"]
+__all__ = ["evaluate", "parse_measures", "paired_ttest", "compare", "format_table", "table_cells"]

@@ -22,9 +22,13 @@ def compare(runs: Mapping[str, Run], qrels: Qrels, measures: Sequence[str], rel:
     return format_table(per, baseline=base, alpha=alpha)
 
 
-def format_table(per_query: Mapping[str, Mapping[str, Mapping[str, float]]], baseline: str | None = None,
-                 alpha: float = 0.05, digits: int = 4, extra: Mapping[str, Mapping[str, str]] | None = None) -> str:
-    """``per_query``: run -> measure -> qid -> value. ``extra``: run -> column -> text (speed, counts)."""
+def table_cells(per_query: Mapping[str, Mapping[str, Mapping[str, float]]], baseline: str | None = None,
+                alpha: float = 0.05, digits: int = 4, extra: Mapping[str, Mapping[str, str]] | None = None
+                ) -> tuple[list[str], list[list[str]], str]:
+    """The table as cells: ``(header, rows, footnote)``; each measure cell is the mean with its
+    significance mark (``+``/``-``, paired t-test against ``baseline`` at ``alpha``).
+    ``per_query``: run -> measure -> qid -> value. ``extra``: run -> column -> text (speed, counts).
+    :func:`format_table` prints these cells; the HTML report draws the same ones."""
     names = list(per_query)
     measures = list(next(iter(per_query.values()))) if names else []
     extra_cols: list[str] = []
@@ -45,11 +49,18 @@ def format_table(per_query: Mapping[str, Mapping[str, Mapping[str, float]]], bas
             row.append(f"{mean:.{digits}f}{mark}")
         row += [(extra or {}).get(n, {}).get(c, "") for c in extra_cols]
         rows.append(row)
-    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-    fmt = lambda r: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-    lines = [fmt(header), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows]
     n_q = len(next(iter(next(iter(per_query.values())).values()))) if names and measures else 0
     foot = f"{n_q} queries"
     if baseline is not None and len(names) > 1:
         foot += f"; +/- : paired t-test vs {baseline}, p < {alpha}"
+    return header, rows, foot
+
+
+def format_table(per_query: Mapping[str, Mapping[str, Mapping[str, float]]], baseline: str | None = None,
+                 alpha: float = 0.05, digits: int = 4, extra: Mapping[str, Mapping[str, str]] | None = None) -> str:
+    """``per_query``: run -> measure -> qid -> value. ``extra``: run -> column -> text (speed, counts)."""
+    header, rows, foot = table_cells(per_query, baseline, alpha, digits, extra)
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    fmt = lambda r: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    lines = [fmt(header), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows]
     return "\n".join(lines + [foot])

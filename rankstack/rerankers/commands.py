@@ -108,11 +108,21 @@ def reranker_from_args(args):
         raise RankstackError(f"reranker {args.reranker!r}: {e}") from e
 
 
+def run_metadata(reranker, run, **extra) -> dict:
+    """What goes into ``RUN.meta.json``: the run's own metadata (reranker, fingerprint, depth,
+    queries, docs, wall time, model calls, cache hits, ``parse_*`` counts) plus the model name."""
+    from rankstack import __version__
+
+    backend = getattr(reranker, "backend", None)
+    model = getattr(backend, "model_id", None) or getattr(reranker, "model_name", None)
+    return {**run.metadata, "model": model, "rankstack": __version__, **extra}
+
+
 def cmd_rerank(args) -> int:
     import platform
 
     from rankstack.data.datasets import SPECS, resolve_corpus, resolve_qrels, resolve_queries, resolve_run
-    from rankstack.data.trec import write_run
+    from rankstack.data.trec import write_run, write_run_metadata
     from rankstack.errors import RankstackError
     from rankstack.types import Run
 
@@ -134,10 +144,12 @@ def cmd_rerank(args) -> int:
     out = reranker.rerank_run(run, queries, corpus, depth=args.depth)
     wall = time.perf_counter() - t0
     write_run(out, args.out)
+    meta_path = write_run_metadata(args.out, run_metadata(reranker, out, first_stage=args.run))
     md = out.metadata
     scored = int(md.get("docs", 0))
     fallbacks = {k: v for k, v in md.items() if k.startswith("parse_")}
-    print(f"reranked {args.run} with {reranker!r} on {platform.processor() or platform.machine()} -> {args.out}")
+    print(f"reranked {args.run} with {reranker!r} on {platform.processor() or platform.machine()} -> {args.out} "
+          f"(+ {meta_path.name})")
     print(f"queries {md.get('queries', 0)}  docs scored {scored}  wall {wall:.1f}s  docs/s {scored / max(wall, 1e-9):.2f}  "
           f"requests {md.get('requests', 0)}  model calls {md.get('model_requests', 0)}  "
           f"cache hits {md.get('cache_hits', 0)}  parse fallbacks {sum(fallbacks.values())}"
