@@ -119,3 +119,24 @@ def test_engine_run_is_seeded_cached_and_never_raises(tiny, dl19, tmp_path):
     assert [v for _, v in _outputs(paths[2])] != [v for _, v in _outputs(paths[0])]
     c = load_reranker("rubric", backend=tiny, cache=paths[0], **kw).rerank_run(run, dl19.queries, dl19.corpus, depth=4)
     assert c == a and c.metadata["cache_hits"] == 8 and c.metadata.get("model_requests", 0) == 0
+
+
+def test_real_smollm2_direct_score_parses_and_integrates(smollm2, dl19):
+    """SmolLM2-135M, direct mode (the answer opened with ``<score>``), greedy, one trajectory per pair:
+    each output parses, and each document's score is the number the parser reads from it."""
+    qid = "1110199"
+    rr = RubricReranker(smollm2, reasoning=False, temperature=0.0, top_k=0, max_new_tokens=6, max_doc_tokens=48,
+                        cache=False, progress=False)
+    docs = [rr.prepare_doc(d) for d in dl19.corpus.get_many(dl19.run[qid].docids[:2])]
+    texts, stats = [], Counter()
+
+    def respond(req):
+        (comps,) = rr.execute([req])
+        texts.append(comps[0].text)
+        return comps
+
+    ranking = drive_program(rr.program(dl19.queries[qid], docs, stats), respond)
+    parsed = [parse_rubric_score(rr.template.assistant_prefix + t) for t in texts]
+    assert all(s is not None for s, _ in parsed) and stats.get("parse_failed", 0) == 0, texts
+    assert ranking.scores() == pytest.approx({d.docid: s for d, (s, _) in zip(docs, parsed)})
+    assert stats["trajectories"] == 2 and stats.get("parse_repaired", 0) == sum(st == "repaired" for _, st in parsed)
