@@ -23,10 +23,9 @@ def add_parsers(sub) -> None:
 
 def cmd_demo(args) -> int:
     """BM25 (the dataset's run, or bm25s over its corpus) -> rerankers -> one nDCG table."""
-    import platform
-
     from rankstack.data.datasets import load_dataset
     from rankstack.eval import evaluate, format_table
+    from rankstack.hardware import describe
     from rankstack.rerankers import Fusion, load_reranker
     from rankstack.types import Run
 
@@ -65,7 +64,8 @@ def cmd_demo(args) -> int:
         rr.fusion = Fusion(0.8, "zscore")
         fused = rr.rerank_run(first, queries, ds.corpus, depth=args.depth)  # all cached: fusion only
         per[f"{name}+BM25 (0.8)"] = evaluate(fused, qrels, measures, rel=ds.rel, per_query=True)
+    dtype = str(getattr(backend, "dtype", "")).replace("torch.", "")
     print(f"dataset {args.dataset} ({len(queries)} judged queries), first stage: {source}, depth {args.depth}, "
-          f"model {args.model}, {platform.processor() or platform.machine()}")
+          f"model {args.model}{f' ({dtype})' if dtype else ''}, {describe()}")
     print(format_table(per, baseline="BM25", extra=extra))
     return 0

@@ -54,6 +54,8 @@ class HFBackend(Backend):
             torch.set_num_threads(int(threads))
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = _dtype(dtype) or _dtype("bfloat16" if self.device == "cuda" else default_cpu_dtype())
+        if model_obj is not None and (dtype is None or dtype == "auto"):
+            self.dtype = next(model_obj.parameters()).dtype  # a loaded model runs as it is
         if model_obj is not None:
             self.model, self.tokenizer = model_obj, tokenizer
             self.model.to(self.device)
