@@ -29,3 +29,20 @@ class ScriptedBackend(Backend):
     def generate(self, prompts, params: SamplingParams = SamplingParams()) -> list[list[Completion]]:
         self.prompts += list(prompts)
         return [[self.answer(p) for _ in range(params.n)] for p in prompts]
+
+
+def run_recording(rr, query, docs):
+    """Run one query's program on ``rr``'s own backend, a request at a time, keeping the text of every
+    first completion: ``(ranking, texts, stats)``, so a test can check the scores against the outputs."""
+    from collections import Counter
+
+    from rankstack.rerankers.groupwise import drive_program
+
+    texts, stats = [], Counter()
+
+    def respond(req):
+        (comps,) = rr.execute([req])
+        texts.append(comps[0].text)
+        return comps
+
+    return drive_program(rr.program(query, docs, stats), respond), texts, stats

@@ -15,7 +15,7 @@ from rankstack.rerankers.seeds import derive_seed
 from rankstack.rerankers.registry import load_reranker
 from rankstack.types import Doc, Query
 
-from _scripted import ScriptedBackend
+from _scripted import ScriptedBackend, run_recording
 
 OK = '<reason>doc 2 answers it</reason>\n<answer>\n```json\n{"[1]": 5, "[2]": 9, "[3]": 0}\n```\n</answer>'
 
@@ -152,21 +152,12 @@ def test_no_reasoning_variant_parses_the_prefix_with_the_completion():
 def test_real_smollm2_direct_json_parses_and_the_scores_follow(smollm2, dl19):
     """SmolLM2-135M, direct mode (the answer's JSON opened in the prefix), greedy, one group of 3: its
     output parses, and each document's score is the value the parser reads for its slot."""
-    from collections import Counter
-
     qid = "1110199"
     docs = dl19.corpus.get_many(dl19.run[qid].docids[:3])
     rr = GroupwiseReranker(smollm2, group_size=3, repeats=1, reasoning=False, temperature=0.0, max_new_tokens=24,
                            max_doc_tokens=32, cache=False, progress=False)
     docs = [rr.prepare_doc(d) for d in docs]
-    texts, stats = [], Counter()
-
-    def respond(req):
-        (comps,) = rr.execute([req])
-        texts.append(comps[0].text)
-        return comps
-
-    ranking = drive_program(rr.program(dl19.queries[qid], docs, stats), respond)
+    ranking, texts, stats = run_recording(rr, dl19.queries[qid], docs)
     scores, status = parse_group_scores(rr.template.assistant_prefix.format() + texts[0], 3)
     assert scores is not None and stats["parse_failed_groups"] == 0, texts[0]
     (group,) = make_groups(3, 3, random.Random(derive_seed(0, qid, 0)))

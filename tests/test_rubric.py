@@ -14,6 +14,8 @@ from rankstack.rerankers.groupwise import drive_program
 from rankstack.rerankers.rubric import RubricReranker, integrate_scores, parse_budget, parse_rubric_score
 from rankstack.types import Doc, Query
 
+from _scripted import run_recording
+
 
 @pytest.mark.parametrize("text,score,status", [
     ("1. Query Analysis: ...\n<score>\n85\n</score>", 85.0, "ok"),
@@ -128,14 +130,7 @@ def test_real_smollm2_direct_score_parses_and_integrates(smollm2, dl19):
     rr = RubricReranker(smollm2, reasoning=False, temperature=0.0, top_k=0, max_new_tokens=6, max_doc_tokens=48,
                         cache=False, progress=False)
     docs = [rr.prepare_doc(d) for d in dl19.corpus.get_many(dl19.run[qid].docids[:2])]
-    texts, stats = [], Counter()
-
-    def respond(req):
-        (comps,) = rr.execute([req])
-        texts.append(comps[0].text)
-        return comps
-
-    ranking = drive_program(rr.program(dl19.queries[qid], docs, stats), respond)
+    ranking, texts, stats = run_recording(rr, dl19.queries[qid], docs)
     parsed = [parse_rubric_score(rr.template.assistant_prefix + t) for t in texts]
     assert all(s is not None for s, _ in parsed) and stats.get("parse_failed", 0) == 0, texts
     assert ranking.scores() == pytest.approx({d.docid: s for d, (s, _) in zip(docs, parsed)})
