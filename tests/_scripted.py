@@ -32,17 +32,18 @@ class ScriptedBackend(Backend):
 
 
 def run_recording(rr, query, docs):
-    """Run one query's program on ``rr``'s own backend, a request at a time, keeping the text of every
-    first completion: ``(ranking, texts, stats)``, so a test can check the scores against the outputs."""
+    """Run one query's program on ``rr``'s own backend, a request at a time, keeping every answer:
+    ``(ranking, outputs, stats)``, ``outputs`` a list of completion lists in request order, so a test
+    can check the scores against what the model wrote."""
     from collections import Counter
 
     from rankstack.rerankers.groupwise import drive_program
 
-    texts, stats = [], Counter()
+    outputs, stats = [], Counter()
 
     def respond(req):
         (comps,) = rr.execute([req])
-        texts.append(comps[0].text)
+        outputs.append(comps)
         return comps
 
-    return drive_program(rr.program(query, docs, stats), respond), texts, stats
+    return drive_program(rr.program(query, docs, stats), respond), outputs, stats

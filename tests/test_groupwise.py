@@ -157,9 +157,10 @@ def test_real_smollm2_direct_json_parses_and_the_scores_follow(smollm2, dl19):
     rr = GroupwiseReranker(smollm2, group_size=3, repeats=1, reasoning=False, temperature=0.0, max_new_tokens=24,
                            max_doc_tokens=32, cache=False, progress=False)
     docs = [rr.prepare_doc(d) for d in docs]
-    ranking, texts, stats = run_recording(rr, dl19.queries[qid], docs)
-    scores, status = parse_group_scores(rr.template.assistant_prefix.format() + texts[0], 3)
-    assert scores is not None and stats["parse_failed_groups"] == 0, texts[0]
+    ranking, outputs, stats = run_recording(rr, dl19.queries[qid], docs)
+    text = outputs[0][0].text
+    scores, status = parse_group_scores(rr.template.assistant_prefix.format() + text, 3)
+    assert scores is not None and stats["parse_failed_groups"] == 0, text
     (group,) = make_groups(3, 3, random.Random(derive_seed(0, qid, 0)))
     assert ranking.scores() == pytest.approx({docs[i].docid: scores[j] for j, i in enumerate(group)})
     assert stats["groups"] == 1 and (status == "ok" or stats[f"parse_{status}"] == 1)

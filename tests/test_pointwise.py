@@ -2,7 +2,8 @@
 
 The zero-shot 135M model barely discriminates (METHODS.md): the hand-picked pairs below are
 grade-3 DL19 passages against the grade-3 passage of another query, where it does get the
-order right; on e.g. 'who is robert gray' it does not (not asserted).
+order right, by a margin (0.18 to 0.89 log-odds) far beyond the ~1e-4 by which fp32 kernels differ
+between CPUs; on e.g. 'who is robert gray' it does not (not asserted).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from _scripted import ScriptedBackend
 PAIRS = {"1110199": ("8160524", "128984"),  # wifi vs bluetooth | hydrogen liquid temperature
          "1129237": ("128984", "1289489"),  # hydrogen liquid temperature | exons definition
          "183378": ("1289489", "3641634")}  # exons definition | robert gray
+
+
+MIN_MARGIN = 0.1  # log-odds
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -50,8 +54,10 @@ def test_relevant_passage_outscores_irrelevant(smollm2, dl19, method, qids):
     assert isinstance(rr, PointwiseReranker) and rr.method == method
     for q in qids:
         query, docs = _pair(dl19, q)
-        r = rr.rerank(query, docs)
-        assert r.docids[0] == PAIRS[q][0], (q, r)
+        s = rr.rerank(query, docs).scores()
+        # a margin far outside the kernels' noise (fp32 scores move by ~1e-4 between batch layouts and CPU
+        # instruction sets), so the order holds on any CPU; measured: yes/no 0.89 and 0.18, ProRank 0.65 and 0.33
+        assert s[PAIRS[q][0]] - s[PAIRS[q][1]] > MIN_MARGIN, (q, s)
 
 
 def test_scores_identical_across_batch_sizes_and_padding(smollm2, dl19):
