@@ -2,7 +2,7 @@
 
 The ``hf`` backend's ``dtype="auto"`` on CPU asks :func:`default_cpu_dtype`: bf16 where the CPU
 has bf16 instructions (``avx512_bf16`` or ``amx_bf16``), where torch runs bf16 matrix products
-natively, else fp32 (on AVX2-only CPUs bf16 is emulated and several times slower than fp32).
+natively, else fp32 (on AVX2-only CPUs torch emulates bf16, which runs slower than fp32).
 ``benchmarks/cpu_dtype.py`` measures both on the machine at hand and prints these flags.
 """
 

@@ -10,7 +10,7 @@
   Scores equal the plain padded path to ~1e-5 (fp32).
 - ``dtype``: ``auto`` = bf16 on CUDA; on CPU :func:`rankstack.hardware.default_cpu_dtype`, which
   reads the CPU flags: bf16 where the CPU has native bf16 instructions (``avx512_bf16``,
-  ``amx_bf16``), fp32 elsewhere (emulated bf16 is several times slower than fp32;
+  ``amx_bf16``), fp32 elsewhere (there torch emulates bf16, slower than fp32;
   ``benchmarks/cpu_dtype.py`` measures both). Pass ``dtype="float32"`` for scores that must
   not depend on the CPU kind. ``threads`` sets torch's CPU threads (on a shared machine fewer is
   faster).
