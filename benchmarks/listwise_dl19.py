@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 
-from _common import cpu_name  # also sets the offline env defaults
+from _common import footer, header  # also sets the offline env defaults
 
 
 def main() -> None:
@@ -33,6 +32,7 @@ def main() -> None:
     ap.add_argument("--first-queries", type=int, default=43, help="first N queries for FIRST alone")
     ap.add_argument("--prompt", default="rankzephyr")
     args = ap.parse_args()
+    header()
 
     import torch
 
@@ -56,13 +56,9 @@ def main() -> None:
                 progress=False)
     tmp = tempfile.mkdtemp(prefix="rankstack-bench-")
     cache = ScoreCache(os.path.join(tmp, "cache.sqlite"))
-    load0 = os.getloadavg()[0]
-    print(f"# command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
     print(f"# model {args.model} ({be.fingerprint()}), backend hf, dtype {args.dtype}, threads {args.threads}, "
           f"batch {args.batch_size}; data DL19 BM25 top-{args.depth}; window {args.window}, step {args.step}, "
           f"passages cut to {args.max_passage_tokens} tokens; prompt {args.prompt}")
-    print(f"# hardware: {cpu_name()}, {os.cpu_count()} CPUs, "
-          f"load average at start {load0:.1f}", flush=True)
 
     first = FirstReranker(be, cache=cache, **opts)
     gen = ListwiseReranker(be, prompt=args.prompt, cache=False, **opts)
@@ -111,7 +107,7 @@ def main() -> None:
         print(format_table(per2, baseline="BM25",
                            extra={"FIRST": {"s/query (uncached)": f"{dt / max(1, new):.1f}",
                                             "model requests": str(run_first.metadata.get('model_requests'))}}))
-    print(f"# load average at end {os.getloadavg()[0]:.1f}")
+    footer()
 
 
 if __name__ == "__main__":

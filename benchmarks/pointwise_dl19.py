@@ -13,11 +13,10 @@ BM25, z-scores), beside BM25, in one table per depth.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
-from _common import cpu_name  # also sets the offline env defaults
+from _common import footer, header  # also sets the offline env defaults
 
 
 VARIANTS = {  # yes/no wordings tried with --tune
@@ -38,6 +37,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--tune", action="store_true")
     args = ap.parse_args(argv)
+    header()
 
     import torch
 
@@ -56,10 +56,9 @@ def main(argv=None) -> int:
     for q in qids:
         bm25[q] = ds.run[q]
     be = load_backend("hf", model="smollm2-135m", dtype="float32", batch_size=args.batch_size)
-    print(f"command: {' '.join(['python'] + sys.argv)}")
     print(f"model smollm2-135m (SmolLM2-135M-Instruct, GGUF Q4_1 dequantized), dtype float32, batch "
           f"{args.batch_size}, prefix reuse on, threads {args.threads}; data DL19 ({len(qids)} queries), BM25 "
-          f"(shipped run); hardware {cpu_name()} x{os.cpu_count()}")
+          f"(shipped run)")
     measures = ["nDCG@10"]
 
     if args.tune:
@@ -101,6 +100,7 @@ def main(argv=None) -> int:
             rr.fusion = None
         print(f"\nDL19, BM25 top-{depth} reranked ({len(qids)} queries)", flush=True)
         print(format_table(per, baseline="BM25", extra=ext), flush=True)
+    footer()
     return 0
 
 

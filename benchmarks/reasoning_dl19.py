@@ -21,7 +21,7 @@ import os
 import sys
 import tempfile
 
-from _common import cpu_name  # also sets the offline env defaults
+from _common import footer, header  # also sets the offline env defaults
 
 
 def parse_failures(meta: dict) -> str:
@@ -45,6 +45,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--only", default="groupwise,rubric,setwise")
     args = ap.parse_args(argv)
+    header()
 
     import torch
 
@@ -60,9 +61,8 @@ def main(argv=None) -> int:
     reasoning = args.mode == "reasoning"
     mnt = args.max_new_tokens or (256 if reasoning else 8)
     mnt_group = args.max_new_tokens or (256 if reasoning else 80)
-    print("command:", "python " + " ".join(sys.argv))
     print(f"model: smollm2-135m (SmolLM2-135M-Instruct), backend hf, dtype {args.dtype}, threads {args.threads}, "
-          f"batch {args.batch_size}; hardware: {cpu_name()}, {os.cpu_count()} cpus")
+          f"batch {args.batch_size}")
     print(f"mode: {args.mode}; max_new_tokens {mnt} (groupwise {mnt_group}); passages cut to {args.max_doc_tokens} tokens")
     ds = load_dataset("dl19")
     be = load_backend("hf", model="smollm2-135m", dtype=args.dtype, batch_size=args.batch_size)
@@ -129,6 +129,7 @@ def main(argv=None) -> int:
                            extra={n: extra[n] for n in order if n in extra}), flush=True)
         print("s/query of K=1,2,4 and of the budget's second pass are cache reads of the K=8 pool; gen tok/query "
               "counts all samples of each request (8 per pair for the pooled rows); traj/query = trajectories integrated")
+    footer()
     return 0
 
 

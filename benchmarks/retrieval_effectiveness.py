@@ -10,12 +10,11 @@ the Lucene run is the reproduction of Anserini's regression (BM25 MAP 0.3123, P@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 
-from _common import cpu_name  # also sets the offline env defaults
+from _common import footer, header  # also sets the offline env defaults
 from pathlib import Path
 
 ANSERINI = {"cacm": {"BM25": (0.3123, 0.1942), "BM25+RM3": (0.3643, 0.2237)}}
@@ -29,6 +28,7 @@ def main() -> int:
     ap.add_argument("--backends", default="bm25s,lucene,dense", help="subset of bm25s,lucene,dense")
     ap.add_argument("--keep", default=None, help="folder to keep the runs in (default: a temp folder)")
     args = ap.parse_args()
+    header()
 
     import torch
 
@@ -41,12 +41,9 @@ def main() -> int:
     from rankstack.retrieval.fusion import interpolate, rrf
     from rankstack.retrieval.lucene import LuceneRetriever
 
-    print(f"command: {' '.join([Path(sys.executable).name] + sys.argv)}")
     print(f"backends: {args.backends}; fusion rows fuse the first BM25 run (bm25s, else Lucene) with dense")
     print(f"first stage: bm25s 0.9/0.4 porter+stopwords (method=lucene); pyserini Lucene BM25 0.9/0.4 (+RM3 10/10/0.5); "
           f"dense {args.model} fp32 FAISS IndexFlatIP, top 1000")
-    print(f"hardware: {cpu_name()}, {os.cpu_count()} cpus, torch threads {args.threads}, "
-          f"lucene threads 1")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.keep or tmp)
         out.mkdir(parents=True, exist_ok=True)
@@ -86,6 +83,7 @@ def main() -> int:
             cli(["eval", *paths, "--qrels", name, "-m", "nDCG@10", "-m", "AP@1000", "-m", "R@100", "-m", "P@30"])
             for label, (m, p30) in ANSERINI.get(name, {}).items():
                 print(f"Anserini regression {label}: MAP {m:.4f}  P@30 {p30:.4f}")
+    footer()
     return 0
 
 

@@ -9,12 +9,11 @@ top ``-k``, after one warm-up query. Ratios are against the first backend (bm25s
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 
-from _common import cpu_name  # also sets the offline env defaults
+from _common import footer, header  # also sets the offline env defaults
 from pathlib import Path
 
 
@@ -27,6 +26,7 @@ def main() -> int:
     ap.add_argument("--backends", default="bm25s,pyserini,dense", help="subset of bm25s,pyserini,dense")
     ap.add_argument("-k", type=int, default=1000)
     args = ap.parse_args()
+    header()
 
     import torch
 
@@ -75,12 +75,11 @@ def main() -> int:
         extra[name] = {"index docs/s": f"{dps:,.0f}", "search q/s": f"{qps:,.1f}",
                        f"index x {first_name}": f"{dps / base[0]:.2f}",
                        f"search x {first_name}": f"{qps / base[1]:.2f}"}
-    print(f"\ncommand: {' '.join([Path(sys.executable).name] + sys.argv)}")
     print(f"data: {args.dataset} ({len(docs)} docs, {len(queries)} queries = {len(ds.queries)} topics x {args.repeat}), "
-          f"top {args.k}; model {args.model} fp32 (dense), encode batch 64")
-    print(f"hardware: {cpu_name()}, {os.cpu_count()} cpus; threads {args.threads} "
-          f"(bm25s n_threads, Lucene indexing/search threads, torch)")
+          f"top {args.k}; model {args.model} fp32 (dense), encode batch 64; threads {args.threads} (bm25s n_threads, "
+          f"Lucene indexing/search threads, torch)")
     print(format_table(per, extra=extra))
+    footer()
     return 0
 
 

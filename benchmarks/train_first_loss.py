@@ -13,10 +13,9 @@ pairs of the target the logits agree with, on the training windows and on held-o
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from _common import cpu_name  # also sets the offline env defaults
+from _common import footer, header  # also sets the offline env defaults
 
 
 def pair_agreement(model, tok, ds, letters) -> float:
@@ -55,6 +54,7 @@ def main() -> int:
     ap.add_argument("--rank-loss", default="ranknet")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    header()
 
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -90,15 +90,12 @@ def main() -> int:
     after = (pair_agreement(model, tok, train_ds, letters), pair_agreement(model, tok, test_ds, letters))
 
     logs = [h for h in res.log_history if "loss" in h]
-    print("command: " + " ".join(["python"] + sys.argv))
     print(f"model: tiny random Llama (2 layers, hidden 64) + SmolLM2 tokenizer, full fine-tuning, fp32, CPU; "
           f"loss = LM + {10 if args.rank_loss == 'ranknet' else 'default x'} {args.rank_loss} on letter logits; "
           f"{args.epochs} epochs, batch 4, lr {args.lr}")
     print(f"data: DL19 seeded split (seed {args.seed}): {len(train_ds)} training windows ({len(train_q)} queries), "
           f"{len(test_ds)} held-out windows ({len(test_q)} queries); windows of 5 from BM25 top 20, passages "
           f"<= 32 tokens; windows with one grade only skipped")
-    print(f"hardware: {cpu_name()}, {os.cpu_count()} cpus, torch threads {args.threads}; "
-          f"trained in {res.seconds:.0f} s")
     print()
     print("step  loss     lm_loss  rank_loss")
     for h in logs:
@@ -107,6 +104,7 @@ def main() -> int:
     print("pairs of differently graded passages whose letter-logit order agrees with the target:")
     print(f"  training windows: before {before[0]:.3f}, after {after[0]:.3f}")
     print(f"  held-out windows: before {before[1]:.3f}, after {after[1]:.3f}")
+    footer()
     return 0
 
 

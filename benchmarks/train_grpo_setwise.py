@@ -13,11 +13,10 @@ sets before and after, and a rerank with the trained model through the setwise r
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
-from _common import cpu_name  # also sets the offline env defaults
+from _common import footer, header  # also sets the offline env defaults
 
 
 from rankstack.rerankers.prompts.setwise import SETWISE_DIRECT  # noqa: E402
@@ -50,6 +49,7 @@ def main() -> int:
     ap.add_argument("--doc-tokens", type=int, default=24)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    header()
 
     import torch
 
@@ -87,14 +87,12 @@ def main() -> int:
     t_rr = time.perf_counter() - t0
 
     first, last = sum(curve[:10]) / 10, sum(curve[-10:]) / 10
-    print("command: " + " ".join(["python"] + sys.argv))
     print(f"model: {args.model} (SmolLM2-135M-Instruct), LoRA r16 a32, fp32, CPU; reward rankr1; "
           f"{args.num_generations} generations, {args.batch_size // args.num_generations} prompts/step, "
           f"max_completion_length 8, temperature 1.0, lr {args.lr}, beta 0")
     print(f"data: DL19 seeded split (seed {args.seed}): {len(train_q)} train queries -> {len(train_ds)} sets of "
           f"{args.size} (BM25 top 20, passages cut to {args.doc_tokens} tokens, gold = grade-max docs, grade >= 2 "
           f"present); held-out: {len(test_ds)} sets from 10 of the {len(test_q)} held-out queries; assistant prefix {PREFIX!r}")
-    print(f"hardware: {cpu_name()}, {os.cpu_count()} cpus, torch threads {args.threads}")
     print(f"trained {len(curve)} steps in {res.seconds / 60:.2f} min")
     print()
     print("step  mean reward")
@@ -106,6 +104,7 @@ def main() -> int:
           f"({len(test_ds)} sets; chance about 1/{args.size} plus ties)")
     print(f"trained model through the setwise reranker (reasoning=False: the training prefix; k=3, 5 docs per prompt, max 8 new tokens), query {q} top-10: "
           f"{ranking.docids[:3]} in {t_rr:.1f} s; parse counts {dict((k, v) for k, v in rr.last_stats.items() if k.startswith('parse'))}")
+    footer()
     return 0
 
 

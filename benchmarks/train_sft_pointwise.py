@@ -11,11 +11,10 @@ and after training, alone and fused with BM25 (0.8 z-score), beside BM25 itself.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
-from _common import cpu_name  # also sets the offline env defaults
+from _common import footer, header  # also sets the offline env defaults
 
 
 def main() -> int:
@@ -34,6 +33,7 @@ def main() -> int:
     ap.add_argument("--eval-dtype", default="float32")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    header()
 
     import torch
 
@@ -79,7 +79,6 @@ def main() -> int:
     per = {n: evaluate(r, qrels_test, ["nDCG@10", "RR(rel=2)@10"], rel=2, per_query=True) for n, r in runs.items()}
     extra = {"zero-shot yes/no": {"rerank s": f"{t_zero:.0f}"}, "sft yes/no": {"rerank s": f"{t_trained:.0f}"}}
 
-    print("command: " + " ".join(["python"] + sys.argv))
     print(f"model: {args.model} (SmolLM2-135M-Instruct), LoRA r16 a32 all-linear, fp32 training, "
           f"eval dtype {args.eval_dtype} (output layer fp32)")
     print(f"data: DL19, seeded split (seed {args.seed}): {len(train_q)} train / {len(test_q)} held-out queries; "
@@ -90,7 +89,6 @@ def main() -> int:
           f"(with loading/saving {train_min:.2f} min)")
     print("loss curve (every 5 steps): " + ", ".join(f"{x:.3f}" for x in res.losses()))
     print(f"eval: BM25 top-{args.depth} of the {len(test_q)} held-out queries, fusion 0.8 rerank + 0.2 BM25 (z-score)")
-    print(f"hardware: {cpu_name()}, {os.cpu_count()} cpus, torch threads {args.threads}")
     print()
     print(format_table(per, baseline="bm25", extra=extra))
     means = {n: sum(v["nDCG@10"].values()) / len(v["nDCG@10"]) for n, v in per.items()}
@@ -98,6 +96,7 @@ def main() -> int:
     print(f"sft - zero-shot nDCG@10: {means['sft yes/no'] - means['zero-shot yes/no']:+.4f}; "
           f"sft - bm25: {means['sft yes/no'] - means['bm25']:+.4f}; "
           f"sft+bm25 - bm25: {means['sft + bm25'] - means['bm25']:+.4f}")
+    footer()
     return 0
 
 

@@ -1,43 +1,64 @@
-"""What this machine's CPU can do, read from its flags (never assumed).
+"""What this machine's CPU can do, read once from the operating system.
 
-bf16 matmuls are fast only on CPUs with bf16 instructions (avx512_bf16, AMX); on AVX2-only CPUs
-bf16 runs far slower than fp32. :func:`default_cpu_dtype` picks by the flags.
+The ``hf`` backend's ``dtype="auto"`` on CPU asks :func:`default_cpu_dtype`: bf16 where the CPU
+has bf16 instructions (``avx512_bf16`` or ``amx_bf16``), where torch runs bf16 matrix products
+natively, else fp32 (on AVX2-only CPUs torch emulates bf16, which runs slower than fp32).
+``benchmarks/cpu_dtype.py`` measures both on the machine at hand and prints these flags.
 """
 
 from __future__ import annotations
 
 import functools
 import platform
+from pathlib import Path
+
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+#: flags worth printing beside a CPU benchmark (vector width and bf16/int8 support)
+SHOWN_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni", "avx_vnni", "fma")
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (``/proc/cpuinfo`` on Linux; empty where unreadable)."""
+def _cpuinfo() -> tuple[str, frozenset[str]]:
+    model, flags = "", frozenset()
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:  # not Linux: no flags known
+        return platform.processor() or platform.machine(), flags
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and not model:
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = frozenset(value.split())
+        if model and flags:
+            break
+    return model or platform.processor() or platform.machine(), flags
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` knows."""
+    return _cpuinfo()[0]
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (``/proc/cpuinfo``); empty where the OS does not say."""
+    return _cpuinfo()[1]
 
 
 def has_bf16() -> bool:
-    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    """Native bf16 matrix instructions (AVX512-BF16 or AMX-BF16)."""
+    return any(f in cpu_flags() for f in BF16_FLAGS)
 
 
 def default_cpu_dtype() -> str:
-    """``"bfloat16"`` on CPUs with bf16 instructions, else ``"float32"``."""
+    """``"bfloat16"`` on CPUs with native bf16 instructions, else ``"float32"``."""
     return "bfloat16" if has_bf16() else "float32"
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def describe() -> str:
+    """One line for benchmark headers: model, logical CPUs, the flags that decide speed."""
+    import os
+
+    shown = [f for f in SHOWN_FLAGS if f in cpu_flags()]
+    return f"{cpu_model()}, {os.cpu_count()} cpus, flags: {' '.join(shown) or 'unknown'}"

@@ -54,7 +54,7 @@ def test_topic_texts(data_dir):
 
 
 @pytest.mark.parametrize("path,n", [("dl19/corpus.jsonl", 4297), ("cacm/corpus.jsonl", 3204),
-                                    ("vaswani/doc-text.trec", 11429)])
+                                    ("cacm/cacm.tar.gz", 3204), ("vaswani/doc-text.trec", 11429)])
 def test_corpus_round_trip_all_formats(data_dir, tmp_path, path, n):
     docs = list(read_corpus(data_dir / path))
     assert len(docs) == n and len({d.docid for d in docs}) == n
@@ -70,6 +70,30 @@ def test_corpus_round_trip_all_formats(data_dir, tmp_path, path, n):
             assert again == docs_cmp
         else:
             assert again == docs
+
+
+def test_html_corpus_from_a_folder_or_a_tar(tmp_path):
+    import tarfile
+
+    from rankstack.data.corpus import guess_format
+
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    (pages / "CACM-0001.html").write_text("<html><head><style>p {color: red}</style><script>if (a < b) x();</script>"
+                                          "</head><pre>\n\nA Title\n\n1<=G<=2 &amp; n^G\n</pre></html>")
+    (pages / "d2.htm").write_text("<p>second <b>page</b></p>")
+    (pages / "notes.txt").write_text("not a page")
+    want = [Doc("CACM-0001", "A Title 1<=G<=2 & n^G"), Doc("d2", "second page")]
+    assert guess_format(pages) == "html" and list(read_corpus(pages)) == want
+    with tarfile.open(tmp_path / "pages.tar.gz", "w:gz") as tar:
+        tar.add(pages, arcname="pages")
+    assert list(read_corpus(tmp_path / "pages.tar.gz")) == want
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FormatError, match="no .html files"):
+        list(read_corpus(tmp_path / "empty"))
+    (tmp_path / "bad.tar.gz").write_text("not an archive")
+    with pytest.raises(FormatError, match="bad.tar.gz: not a readable tar archive"):
+        list(read_corpus(tmp_path / "bad.tar.gz"))
 
 
 def test_corpus_with_titles(tmp_path):

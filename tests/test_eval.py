@@ -6,21 +6,46 @@ import pytest
 
 from rankstack.cli import main
 from rankstack.data import read_qrels, read_run
+from rankstack.data.trec import qrels_to_ir_measures
 from rankstack.eval import compare, evaluate, paired_ttest
 from rankstack.types import Ranking, Run
 
 
 def test_dl19_bm25_matches_anserini(data_dir):
+    """The shipped run is Anserini's BM25 (k1=0.9, b=0.4) top-100; its DL19 passage regression
+    (src/main/resources/regression/dl19-passage.yaml, trec_eval -c, relevance >= 1 for the binary
+    measures) publishes nDCG@10 0.5058, R@100 0.4531 and RR 0.8245."""
     run = read_run(data_dir / "dl19/bm25.trec")
     qrels = read_qrels(data_dir / "dl19/qrels.txt")
+    res = evaluate(run, qrels, ["nDCG@10", "R@100", "RR"])
+    assert (round(res["nDCG@10"], 4), round(res["R@100"], 4), round(res["RR"], 4)) == (0.5058, 0.4531, 0.8245)
+    # TREC DL counts grade >= 2 as relevant for binary measures: R(rel=2)@100 0.4910, RR(rel=2)@10 0.7024
     res = evaluate(run, qrels, ["nDCG@10", "R(rel=2)@100", "RR(rel=2)@10"])
-    assert round(res["nDCG@10"], 4) == 0.5058
     assert round(res["R(rel=2)@100"], 4) == 0.4910
     assert round(res["RR(rel=2)@10"], 4) == 0.7024
     # the rel level applies to binary measures only; nDCG keeps the grades
     res2 = evaluate(run, qrels, ["nDCG@10", "R@100"], rel=2)
     assert res2["R(rel=2)@100"] == res["R(rel=2)@100"] and res2["nDCG@10"] == res["nDCG@10"]
-    assert evaluate(run, qrels, ["R@100"])["R@100"] != res["R(rel=2)@100"]  # rel=1 counts grade-1 docs too
+
+
+def test_rel2_values_agree_with_a_second_tool(data_dir):
+    """R(rel=2)@100 through trec_eval itself (ir-measures' pytrec_eval provider, named explicitly);
+    RR(rel=2)@10 counted by hand from the run and qrels (trec_eval's recip_rank has no cutoff: it
+    gives the uncut RR(rel=2), 0.7036, which is checked too)."""
+    import ir_measures
+
+    run = read_run(data_dir / "dl19/bm25.trec")
+    qrels = read_qrels(data_dir / "dl19/qrels.txt")
+    trec_eval = ir_measures.pytrec_eval.calc_aggregate([ir_measures.parse_measure("R(rel=2)@100")],
+                                                        list(qrels_to_ir_measures(qrels)), list(run.to_ir_measures()))
+    assert round(next(iter(trec_eval.values())), 4) == 0.4910
+    rr = []
+    for q in qrels:
+        ranks = [i for i, d in enumerate(run[q].docids[:10], 1) if qrels[q].get(d, 0) >= 2]
+        rr.append(1 / ranks[0] if ranks else 0.0)
+    assert round(sum(rr) / len(rr), 4) == 0.7024 == round(evaluate(run, qrels, ["RR(rel=2)@10"])["RR(rel=2)@10"], 4)
+    uncut = evaluate(run, qrels, ["RR(rel=2)"])["RR(rel=2)"]
+    assert round(uncut, 4) == 0.7036 > 0.7024
 
 
 def test_missing_query_counts_zero(data_dir):

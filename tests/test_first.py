@@ -108,7 +108,9 @@ def test_real_smollm2_window_is_one_forward_pass_of_letter_logits(smollm2, dl19)
     # same order up to float noise between batched/unbatched kernels: compare where scores differ clearly
     for a, b in zip(order, order[1:]):
         assert raw[a] >= raw[b] - 1e-3
-    assert order[0] == expected[0]
+    assert raw[order[0]] >= raw.max() - 1e-3
+    if raw[expected[0]] - raw[expected[1]] > 1e-2:  # a clear winner (measured: 0.81 nats) is the same one
+        assert order[0] == expected[0]
 
 
 def test_ties_keep_window_order(tiny_lm):

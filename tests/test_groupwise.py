@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
@@ -13,6 +14,8 @@ from rankstack.rerankers.groupwise import GroupwiseReranker, drive_program, make
 from rankstack.rerankers.seeds import derive_seed
 from rankstack.rerankers.registry import load_reranker
 from rankstack.types import Doc, Query
+
+from _scripted import ScriptedBackend, run_recording
 
 OK = '<reason>doc 2 answers it</reason>\n<answer>\n```json\n{"[1]": 5, "[2]": 9, "[3]": 0}\n```\n</answer>'
 
@@ -89,17 +92,48 @@ def tiny(tiny_lm):
     return HFBackend(model="tiny-llama", model_obj=model, tokenizer=tok, dtype="float32", batch_size=8)
 
 
-def test_engine_run_is_seeded_and_counts_failures(tiny, dl19):
+def test_engine_run_counts_failures(tiny, dl19):
     qids = sorted(dl19.run)[:2]
     run = dl19.run.__class__({q: dl19.run[q].top(6) for q in qids})
     kw = dict(group_size=3, repeats=2, max_new_tokens=4, seed=5, cache=False, progress=False)
     a = load_reranker("groupwise", backend=tiny, **kw).rerank_run(run, dl19.queries, dl19.corpus, depth=6)
-    b = load_reranker("groupwise", backend=tiny, **kw).rerank_run(run, dl19.queries, dl19.corpus, depth=6)
-    assert a == b
     # a random 2-layer model writes no JSON: every group fails, is scored 0 and counted
     assert a.metadata["groups"] == 2 * 2 * 2 and a.metadata["parse_failed_groups"] == 8
     assert all(r.docids == run[q].docids for q, r in a.items())  # all 0: first-stage order kept
     assert a.metadata["model_requests"] == 8  # the groups of both queries went to the backend
+
+
+def position_judge(prompt):
+    """Reads how many passages a group prompt holds and scores them by position (9, 8, 7, ...): a
+    maximally position-biased judge, so where the seeded shuffles put a document decides its score."""
+    k = len(re.findall(r"^\[(\d+)\]\. ", prompt.messages[-1][1], re.M))
+    scores = ", ".join(f'"[{j}]": {10 - j}' for j in range(1, k + 1))
+    return Completion(f"<reason>by position</reason>\n<answer>\n```json\n{{{scores}}}\n```\n</answer>")
+
+
+def test_seeding_decides_the_groups_and_the_scores_that_follow(dl19):
+    qids = sorted(dl19.run)[:2]
+    run = dl19.run.__class__({q: dl19.run[q].top(7) for q in qids})
+
+    def rerank(seed):
+        judge = ScriptedBackend(position_judge)
+        rr = GroupwiseReranker(judge, group_size=3, repeats=3, seed=seed, cache=False, progress=False)
+        return rr.rerank_run(run, dl19.queries, dl19.corpus, depth=7), judge
+
+    a, judge = rerank(5)
+    assert a.metadata["groups"] == 2 * 3 * 3 and not any(k.startswith("parse_") for k in a.metadata)
+    assert len(judge.prompts) == 18
+    for q in qids:  # the expected score of each document from the seeded groups alone
+        total = {d: 0.0 for d in run[q].docids}
+        for r in range(3):
+            for g in make_groups(7, 3, random.Random(derive_seed(5, q, r))):
+                for pos, i in enumerate(g, 1):
+                    total[run[q].docids[i]] += (10 - pos) / 10 / 3
+        assert a[q].scores() == pytest.approx(total)
+    again, _ = rerank(5)
+    other, _ = rerank(6)
+    assert again == a
+    assert any(other[q].scores() != pytest.approx(a[q].scores()) for q in qids)
 
 
 def test_no_reasoning_variant_parses_the_prefix_with_the_completion():
@@ -113,3 +147,20 @@ def test_no_reasoning_variant_parses_the_prefix_with_the_completion():
     stats = Counter()
     ranking = drive_program(rr.program(Query("q", "x"), docs, stats), lambda r: [Completion('2, "[2]": 8}\n```')])
     assert stats["parse_failed_groups"] == 0 and sorted(ranking.scores().values()) == pytest.approx([0.2, 0.8])
+
+
+def test_real_smollm2_direct_json_parses_and_the_scores_follow(smollm2, dl19):
+    """SmolLM2-135M, direct mode (the answer's JSON opened in the prefix), greedy, one group of 3: its
+    output parses, and each document's score is the value the parser reads for its slot."""
+    qid = "1110199"
+    docs = dl19.corpus.get_many(dl19.run[qid].docids[:3])
+    rr = GroupwiseReranker(smollm2, group_size=3, repeats=1, reasoning=False, temperature=0.0, max_new_tokens=24,
+                           max_doc_tokens=32, cache=False, progress=False)
+    docs = [rr.prepare_doc(d) for d in docs]
+    ranking, outputs, stats = run_recording(rr, dl19.queries[qid], docs)
+    text = outputs[0][0].text
+    scores, status = parse_group_scores(rr.template.assistant_prefix.format() + text, 3)
+    assert scores is not None and stats["parse_failed_groups"] == 0, text
+    (group,) = make_groups(3, 3, random.Random(derive_seed(0, qid, 0)))
+    assert ranking.scores() == pytest.approx({docs[i].docid: scores[j] for j, i in enumerate(group)})
+    assert stats["groups"] == 1 and (status == "ok" or stats[f"parse_{status}"] == 1)

@@ -135,3 +135,26 @@ def test_lora_adapter_folder_loads_merged(tiny_lm, tmp_path):
     assert torch.allclose(got, want, atol=1e-4) and not torch.allclose(got, base_out, atol=1e-3)
     be = HFBackend(model=str(adapter), batch_size=2)
     assert str(adapter) in be.fingerprint() and be.next_token_logprobs(_prompts()[:2], ("yes",)).shape == (2, 1)
+
+
+def test_auto_dtype_follows_the_cpu_flags(tiny_lm, tmp_path, monkeypatch):
+    """dtype="auto" on CPU: bf16 where the CPU has avx512_bf16 or amx_bf16, fp32 elsewhere; a model object
+    passed in keeps its own dtype."""
+    from rankstack import hardware
+
+    assert hardware.cpu_flags() == hardware._cpuinfo()[1] and isinstance(hardware.describe(), str)
+    for flags, want in ((["avx2", "fma"], "float32"), (["avx2", "avx512f", "avx512_bf16"], "bfloat16"),
+                        (["amx_bf16", "amx_tile"], "bfloat16"), ([], "float32")):
+        monkeypatch.setattr(hardware, "_cpuinfo", lambda flags=flags: ("test CPU", frozenset(flags)))
+        assert hardware.default_cpu_dtype() == want
+    model, tok = tiny_lm
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    monkeypatch.setattr(hardware, "_cpuinfo", lambda: ("test CPU", frozenset({"avx512_bf16"})))
+    be = HFBackend(model=str(tmp_path / "m"), device="cpu")
+    assert be.dtype == torch.bfloat16 and next(be.model.parameters()).dtype == torch.bfloat16
+    assert be.fingerprint().endswith(":bfloat16")
+    monkeypatch.setattr(hardware, "_cpuinfo", lambda: ("test CPU", frozenset({"avx2"})))
+    assert HFBackend(model=str(tmp_path / "m"), device="cpu").dtype == torch.float32
+    assert HFBackend(model=str(tmp_path / "m"), device="cpu", dtype="bfloat16").dtype == torch.bfloat16
+    assert HFBackend(model="tiny", model_obj=model, tokenizer=tok).dtype == torch.float32  # as the object is

@@ -2,7 +2,8 @@
 
 The zero-shot 135M model barely discriminates (METHODS.md): the hand-picked pairs below are
 grade-3 DL19 passages against the grade-3 passage of another query, where it does get the
-order right; on e.g. 'who is robert gray' it does not (not asserted).
+order right, by a margin (0.18 to 0.89 log-odds) far beyond the ~1e-4 by which fp32 kernels differ
+between CPUs; on e.g. 'who is robert gray' it does not (not asserted).
 """
 
 from __future__ import annotations
@@ -19,10 +20,15 @@ from rankstack.rerankers.backends.base import Completion
 from rankstack.rerankers.pointwise import DIGITS, NO_FORMS, YES_FORMS, PointwiseReranker, parse_erank
 from rankstack.types import Doc, Query
 
+from _scripted import ScriptedBackend
+
 # query -> (relevant grade-3 passage, off-topic passage: grade 3 for another query)
 PAIRS = {"1110199": ("8160524", "128984"),  # wifi vs bluetooth | hydrogen liquid temperature
          "1129237": ("128984", "1289489"),  # hydrogen liquid temperature | exons definition
          "183378": ("1289489", "3641634")}  # exons definition | robert gray
+
+
+MIN_MARGIN = 0.1  # log-odds
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -48,8 +54,10 @@ def test_relevant_passage_outscores_irrelevant(smollm2, dl19, method, qids):
     assert isinstance(rr, PointwiseReranker) and rr.method == method
     for q in qids:
         query, docs = _pair(dl19, q)
-        r = rr.rerank(query, docs)
-        assert r.docids[0] == PAIRS[q][0], (q, r)
+        s = rr.rerank(query, docs).scores()
+        # a margin far outside the kernels' noise (fp32 scores move by ~1e-4 between batch layouts and CPU
+        # instruction sets), so the order holds on any CPU; measured: yes/no 0.89 and 0.18, ProRank 0.65 and 0.33
+        assert s[PAIRS[q][0]] - s[PAIRS[q][1]] > MIN_MARGIN, (q, s)
 
 
 def test_scores_identical_across_batch_sizes_and_padding(smollm2, dl19):
@@ -122,6 +130,34 @@ def test_erank_generation_falls_back_and_counts(tiny_lm, dl19):
     r = rr.rerank("what is a flea", ["Fleas are insects.", "Bananas are yellow."])
     assert r.scores() == {"0": 0.0, "1": 0.0}  # a random model writes no <answer>: score 0, counted
     assert rr.last_stats["parse_fallback"] == 2 and rr.last_stats["generated_tokens"] > 0
+
+
+def overlap_judge(prompt):
+    """An ERank-format answer from the prompt itself: n = query words found in the document (at most
+    10), written as ``<think>..</think><answer>n</answer>`` with its digit tokens at log-prob -0.25 each."""
+    user = prompt.messages[-1][1]
+    query = user.split("Here is the query: ")[1].split("\n")[0].lower().split()
+    doc = set(user.split("Here is the document: ")[1].split("\n")[0].lower().split())
+    n = min(10, sum(w in doc for w in query))
+    pieces = ["<", "think", ">", "Ġcounted", "</", "think", "><", "answer", ">", *str(n), "</", "answer", ">"]
+    lps = [-0.1] * 9 + [-0.25] * len(str(n)) + [-0.1] * 3
+    return Completion("".join(p.replace("Ġ", " ") for p in pieces), lps, pieces)
+
+
+def test_erank_success_path_scores_n_times_its_probability():
+    """ERank through the engine on parseable output: score = n x Pr(n), Pr the product of the score's
+    digit-token probabilities (two tokens for 10), nothing counted as a fallback."""
+    docs = ["a flea is an insect", "cars have wheels", "what is a flea? a flea is what this is about",
+            "is a flea what it is"]
+    rr = PointwiseReranker(ScriptedBackend(overlap_judge), method="erank", cache=False, progress=False)
+    r = rr.rerank("what is a flea", docs)
+    want = {"0": 3 * math.exp(-0.25), "1": 0.0, "2": 4 * math.exp(-0.25), "3": 4 * math.exp(-0.25)}
+    assert r.scores() == pytest.approx(want)
+    assert r.docids[:2] == ["2", "3"] and r.docids[-1] == "1"  # ties keep input order
+    assert not any(k.startswith("parse_") for k in rr.last_stats)
+    ten = PointwiseReranker(ScriptedBackend(overlap_judge), method="erank", cache=False, progress=False)
+    q = " ".join(f"w{i}" for i in range(12))
+    assert ten.rerank(q, [q]).scores()["0"] == pytest.approx(10 * math.exp(-0.5))  # "1", "0": both digits
 
 
 def test_options_and_errors(smollm2):

@@ -7,6 +7,7 @@ import pytest
 
 from rankstack.cli import main
 from rankstack.training import examples as E
+from rankstack.types import Doc, Query
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,13 @@ def test_examples_bad_input(dl19):
         E.split_queries(["a", "b"], 1.5)
 
 
-def test_sft_then_load_reranker(tiny_lm, dl19, split, tmp_path):
+def test_sft_then_load_reranker(tiny_lm, tiny_dir, dl19, split, tmp_path):
+    """The saved folder holds the trained weights: its reranker's yes/no scores equal log p(yes) - log p(no)
+    computed with plain transformers from that folder, and differ from the untrained model's."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM
+
     from rankstack.rerankers.registry import load_reranker
     from rankstack.training.sft import train_sft
 
@@ -84,12 +91,24 @@ def test_sft_then_load_reranker(tiny_lm, dl19, split, tmp_path):
     ds = E.pointwise_examples(dl19.queries, dl19.qrels, dl19.run, dl19.corpus, qids=split[0][:2], n_pos=1,
                               n_hard=1, n_random=1)
     res = train_sft(ds, model=(copy.deepcopy(model), tok), output_dir=tmp_path / "sft", max_steps=2, batch_size=2,
-                    max_length=128, use_cpu=True, bf16=False)
+                    max_length=128, use_cpu=True, bf16=False, learning_rate=1e-3)
     assert len(res.losses()) == 2 and all(x > 0 for x in res.losses())
     assert (tmp_path / "sft" / "config.json").exists() and not (tmp_path / "sft" / "adapter_config.json").exists()
-    rr = load_reranker("pointwise", model=str(tmp_path / "sft"), cache=False, progress=False)
-    ranking = rr.rerank("what is a flea", ["fleas are insects", "cars have wheels"])
-    assert len(ranking) == 2
+    docs = ["fleas are insects", "cars have wheels"]
+    opts = dict(cache=False, progress=False, backend_options={"dtype": "float32"})
+    rr = load_reranker("pointwise", model=str(tmp_path / "sft"), **opts)
+    got = rr.rerank("what is a flea", docs).scores()
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "sft", dtype=torch.float32).eval()
+    yes = [rr.backend.token_id(f) for f in rr.yes_forms]
+    no = [rr.backend.token_id(f) for f in rr.no_forms]
+    for i, text in enumerate(docs):
+        ids = torch.tensor([rr.backend.encode(rr.prompt(Query("q", "what is a flea"), Doc(str(i), text)))])
+        with torch.inference_mode():
+            lp = torch.log_softmax(saved(input_ids=ids).logits[0, -1].double(), -1)
+        want = float(torch.logsumexp(lp[yes], 0) - torch.logsumexp(lp[no], 0))
+        assert got[str(i)] == pytest.approx(want, abs=1e-4)
+    base = load_reranker("pointwise", model=str(tiny_dir), **opts).rerank("what is a flea", docs).scores()
+    assert np.abs(np.array([got[k] - base[k] for k in got])).max() > 1e-3  # trained, not the base
 
 
 def test_sft_first_loss_option(tiny_lm, dl19, split, tmp_path):
@@ -104,24 +123,48 @@ def test_sft_first_loss_option(tiny_lm, dl19, split, tmp_path):
     assert all("rank_loss" in h and "lm_loss" in h for h in res.log_history if "loss" in h)
 
 
-def test_grpo_steps_then_adapter_loads(tiny_dir, tmp_path):
+def test_grpo_steps_then_adapter_loads(tiny_dir, tiny_lm, tmp_path):
+    """Constructed so every reward is known: generation is one forced end-of-sequence token (empty
+    completions), so a row's reward is that of its assistant prefix alone. Row 0's prefix is a whole
+    Rank-R1 answer with its gold label (reward 1), row 1's names the wrong label, rows 2-3 stop inside
+    the answer (reward 0). The reward must see each completion beside its own row's prefix and gold, and
+    the logged curve must be the mean of what it returned at each step."""
     from datasets import Dataset
 
     from rankstack.rerankers.backends.base import Prompt
     from rankstack.rerankers.registry import load_reranker
     from rankstack.training.grpo import reward_curve, train_grpo
+    from rankstack.training.rewards import rankr1_reward
 
-    p = Prompt.chat("Which is relevant? [1] a [2] b", assistant_prefix="<think> </think> <answer>[")
-    ds = Dataset.from_list([{"prompt": p.as_dicts(), "assistant_prefix": p.assistant_prefix, "gold": [1],
-                             "qid": str(i)} for i in range(4)])
-    res = train_grpo(ds, model=str(tiny_dir), output_dir=tmp_path / "grpo", rewards="rankr1",
-                     num_generations=2, max_completion_length=4, max_steps=2, use_cpu=True, bf16=False,
-                     merge=False)
-    curve = reward_curve(res)
-    assert len(curve) == 2 and all(0.0 <= r <= 1.0 for r in curve)
+    prefixes = ["<think> </think> <answer>[1]</answer>"] * 2 + ["<think> </think> <answer>["] * 2
+    golds = [[1], [2], [1], [2]]
+    want = [1.0, 0.0, 0.0, 0.0]
+    rows = [{"prompt": Prompt.chat(f"Which is relevant to query {i}? [1] a [2] b").as_dicts(),
+             "assistant_prefix": prefixes[i], "gold": golds[i], "qid": str(i)} for i in range(4)]
+    seen = []
+
+    def recording_reward(completions, gold, assistant_prefix, qid, **kw):
+        out = rankr1_reward(completions, gold, assistant_prefix=assistant_prefix)
+        seen.append(list(zip(qid, gold, assistant_prefix, completions, out)))
+        return out
+
+    eos = tiny_lm[1].eos_token_id
+    res = train_grpo(Dataset.from_list(rows), model=str(tiny_dir), output_dir=tmp_path / "grpo",
+                     rewards=[recording_reward], num_generations=2, max_completion_length=1, max_steps=2,
+                     use_cpu=True, bf16=False, merge=False, generation_kwargs={"forced_eos_token_id": eos})
+    assert len(seen) == 2 and [len(step) for step in seen] == [4, 4]
+    for step in seen:
+        for q, gold, prefix, completion, r in step:
+            i = int(q)
+            text = completion if isinstance(completion, str) else completion[-1]["content"]
+            assert (prefix, list(gold), text, r) == (prefixes[i], golds[i], "", want[i])
+    assert reward_curve(res) == pytest.approx([sum(x[-1] for x in step) / 4 for step in seen])
     assert (tmp_path / "grpo" / "adapter_config.json").exists()
-    rr = load_reranker("pointwise", model=str(tmp_path / "grpo"), cache=False, progress=False)
-    assert len(rr.rerank("q", ["a", "b", "c"])) == 3
+    # equal rewards within each prompt's group -> zero advantages -> LoRA's B stays 0: adapter == base model
+    kw = dict(cache=False, progress=False, backend_options={"dtype": "float32"})
+    adapter = load_reranker("pointwise", model=str(tmp_path / "grpo"), **kw).rerank("q", ["a", "b", "c"]).scores()
+    base = load_reranker("pointwise", model=str(tiny_dir), **kw).rerank("q", ["a", "b", "c"]).scores()
+    assert adapter == pytest.approx(base, abs=1e-5)
 
 
 def test_targets_are_the_rewards_optimum_and_parse(dl19, split):

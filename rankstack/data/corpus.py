@@ -6,6 +6,10 @@ Formats (``format=`` or guessed from the file):
   a ``.jsonl`` file with ``id``/``contents`` keys is read as this
 - ``tsv``:      ``docid<TAB>text`` (MS MARCO collection.tsv)
 - ``trec``:     TREC SGML ``<DOC><DOCNO>id</DOCNO> text </DOC>`` (``<TEXT>`` kept as body)
+- ``html``:     one HTML file per document, in a folder or a ``.tar``/``.tar.gz``/``.tgz`` archive
+  (Anserini's ``HtmlCollection``, e.g. CACM): docid = the file name without its extension,
+  text = the page's text content (what an HTML parser yields outside ``<script>``/``<style>``;
+  on CACM it has the same tokens as Anserini's extraction, checked in the tests)
 
 Doc stores: :class:`InMemoryDocStore` for small corpora, :class:`SqliteDocStore` for corpora
 larger than memory (built once, reopened instantly).
@@ -19,7 +23,9 @@ import logging
 import os
 import re
 import sqlite3
+import tarfile
 from collections.abc import Iterable, Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 
 from rankstack.errors import FormatError, MissingDocumentError, RankstackError
@@ -27,11 +33,15 @@ from rankstack.types import Doc
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("jsonl", "pyserini", "tsv", "trec")
+FORMATS = ("jsonl", "pyserini", "tsv", "trec", "html")
+_ARCHIVES = (".tar", ".tar.gz", ".tgz")
+_HTML_SUFFIXES = (".html", ".htm")
 
 
 def guess_format(path) -> str:
     p = str(path).lower()
+    if os.path.isdir(path) or p.endswith(_ARCHIVES):
+        return "html"
     if p.endswith((".tsv", ".tsv.gz")):
         return "tsv"
     if p.endswith((".trec", ".sgml", ".xml")) or "doc-text" in p:
@@ -125,6 +135,58 @@ def _trec_docs(path) -> Iterator[Doc]:
         raise FormatError(path, start, "<DOC> is not closed at end of file")
 
 
+class _HtmlText(HTMLParser):
+    """The text content of a page: character data outside ``<script>`` and ``<style>``."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        self._skip += tag in ("script", "style")
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style") and self._skip:
+            self._skip -= 1
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.parts.append(data)
+
+
+def html_text(page: str) -> str:
+    """The text of an HTML page, whitespace collapsed."""
+    parser = _HtmlText()
+    parser.feed(page)
+    parser.close()
+    return " ".join("".join(parser.parts).split())
+
+
+def _html_docs(path) -> Iterator[Doc]:
+    """One document per ``.html``/``.htm`` file of a folder or a tar archive, in file-name order."""
+    def doc(name: str, raw: bytes) -> Doc:
+        return Doc(Path(name).name.rsplit(".", 1)[0], html_text(raw.decode("utf-8", errors="replace")))
+
+    if os.path.isdir(path):
+        files = sorted(f for f in Path(path).rglob("*") if f.suffix.lower() in _HTML_SUFFIXES and f.is_file())
+        if not files:
+            raise FormatError(path, None, "the folder holds no .html files")
+        for f in files:
+            yield doc(f.name, f.read_bytes())
+        return
+    try:
+        with tarfile.open(path) as tar:
+            members = sorted((m for m in tar.getmembers() if m.isfile() and m.name.lower().endswith(_HTML_SUFFIXES)),
+                             key=lambda m: m.name)
+            if not members:
+                raise FormatError(path, None, "the archive holds no .html files")
+            for m in members:
+                yield doc(m.name, tar.extractfile(m).read())
+    except tarfile.TarError as e:
+        raise FormatError(path, None, f"not a readable tar archive ({e})") from None
+
+
 def read_corpus(path, format: str | None = None) -> Iterator[Doc]:
     """Yield the documents of a corpus file; errors name file and line."""
     if not os.path.exists(path):
@@ -138,6 +200,8 @@ def read_corpus(path, format: str | None = None) -> Iterator[Doc]:
         return _tsv_docs(path)
     if format == "trec":
         return _trec_docs(path)
+    if format == "html":
+        return _html_docs(path)
     raise RankstackError(f"unknown corpus format {format!r}; one of {FORMATS}")
 
 

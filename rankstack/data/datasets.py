@@ -51,8 +51,10 @@ SPECS: dict[str, DatasetSpec] = {
                         description="TREC DL 2019 passage, 43 queries, BM25 top-100 candidates"),
     "vaswani": DatasetSpec("vaswani", "query-text.trec", "qrels", "doc-text.trec", None, "trec", "trec",
                            ir_datasets_id="vaswani", description="Vaswani/NPL physics abstracts, 93 queries"),
-    "cacm": DatasetSpec("cacm", "topics.cacm.txt", "qrels.txt", "corpus.jsonl", None, "doc", "pyserini",
-                        ir_datasets_id=None, description="CACM abstracts, 64 topics (52 judged)"),
+    # the raw HTML that Anserini's CACM regression indexes (corpus.jsonl beside it lost the text after
+    # a '<' in ten documents); read as HTML it gives Anserini's tokens, and its BM25 MAP 0.3123
+    "cacm": DatasetSpec("cacm", "topics.cacm.txt", "qrels.txt", "cacm.tar.gz", None, "doc", "html",
+                        ir_datasets_id=None, description="CACM abstracts (HTML), 64 topics (52 judged)"),
 }
 
 

@@ -26,7 +26,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--backend", default="hf", help="hf | openai | vllm")
     p.add_argument("--base-url", default=None, help="openai backend: server URL")
     p.add_argument("--device", default=None, help="hf: cpu | cuda (default: cuda when available)")
-    p.add_argument("--dtype", default=None, help="hf: float32 | bfloat16 | float16 (default float32 on CPU)")
+    p.add_argument("--dtype", default=None, help="hf: float32 | bfloat16 | float16 (default: bf16 on CUDA; on CPU bf16 where the CPU has avx512_bf16/amx_bf16, else float32)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--batch-size", type=int, default=None, help="prompts per forward pass")
     p.add_argument("--max-doc-tokens", type=int, default=None, help="cut passages to this many tokens")

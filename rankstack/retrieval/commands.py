@@ -2,6 +2,7 @@
 
     rankstack index cacm indexes/cacm.bm25s                          # bm25s (default backend)
     rankstack index cacm indexes/cacm.lucene --backend lucene         # Anserini index via pyserini
+    rankstack index cacm indexes/cacm.html --collection HtmlCollection  # the raw files, as Anserini's regression
     rankstack index cacm indexes/cacm.minilm --backend dense --model minilm-l6 --dense-index hnsw
     rankstack retrieve --index indexes/cacm.bm25s --queries cacm -k 1000 -o runs/cacm.bm25s.trec
     rankstack retrieve --corpus corpus.jsonl --queries topics.tsv -o run.trec   # build in memory, search
@@ -32,6 +33,9 @@ def add_parsers(sub) -> None:
     p.add_argument("output", help="index folder to write")
     _build_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing index folder")
+    p.add_argument("--collection", default=None,
+                   help="(lucene) index the corpus files as they are with this Anserini collection class, e.g. "
+                        "HtmlCollection for a folder or .tar.gz of HTML pages (a dataset name: its corpus file)")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("retrieve", help="search an index (or a corpus indexed on the fly) and write a TREC run")
@@ -116,6 +120,10 @@ def cmd_index(args) -> int:
     from rankstack.retrieval.base import MANIFEST
 
     out = Path(args.output)
+    if args.collection:
+        if (args.backend or "lucene") != "lucene":
+            raise RankstackError(f"--collection indexes with Lucene: it does not go with --backend {args.backend}")
+        args.backend = "lucene"
     if (args.backend or "bm25s") != "lucene" and out.exists() and any(out.iterdir()):
         if not args.overwrite:
             raise RankstackError(f"index folder {out} exists and is not empty (use --overwrite)")
@@ -125,7 +133,16 @@ def cmd_index(args) -> int:
 
         shutil.rmtree(out)
     t0 = time.perf_counter()
-    r = build(args, _corpus(args.corpus), out)
+    if args.collection:
+        from rankstack.data.datasets import SPECS, load_dataset
+        from rankstack.retrieval.lucene import LuceneRetriever
+
+        source = load_dataset(args.corpus).corpus_path if args.corpus in SPECS and not Path(args.corpus).exists() \
+            else args.corpus
+        r = LuceneRetriever.from_collection(source, out, args.collection, threads=args.threads,
+                                            overwrite=args.overwrite, k1=args.k1, b=args.b)
+    else:
+        r = build(args, _corpus(args.corpus), out)
     secs = time.perf_counter() - t0
     n = len(r)
     print(f"indexed {n} documents with {args.backend or 'bm25s'} into {out} in {secs:.1f}s ({n / secs:.0f} docs/s)")

@@ -8,8 +8,12 @@
   prompt + instruction + query); a family's prefix runs once and its prompts, length-sorted,
   run in batches against a copy of that KV cache, so each prompt pays only for its own tokens.
   Scores equal the plain padded path to ~1e-5 (fp32).
-- ``dtype``: ``auto`` = bf16 on CUDA, fp32 on CPU (on CPUs without avx512_bf16/AMX bf16 is
-  slower than fp32); ``threads`` sets torch's CPU threads (on a shared machine fewer is faster).
+- ``dtype``: ``auto`` = bf16 on CUDA; on CPU :func:`rankstack.hardware.default_cpu_dtype`, which
+  reads the CPU flags: bf16 where the CPU has native bf16 instructions (``avx512_bf16``,
+  ``amx_bf16``), fp32 elsewhere (there torch emulates bf16, slower than fp32;
+  ``benchmarks/cpu_dtype.py`` measures both). Pass ``dtype="float32"`` for scores that must
+  not depend on the CPU kind. ``threads`` sets torch's CPU threads (on a shared machine fewer is
+  faster).
 """
 
 from __future__ import annotations
@@ -43,12 +47,15 @@ class HFBackend(Backend):
                  max_pad_ratio: float = 1.25):
         import torch
 
+        from rankstack.hardware import default_cpu_dtype
         from rankstack.models import load_causal_lm, weights_digest
 
         if threads:
             torch.set_num_threads(int(threads))
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.dtype = _dtype(dtype) or (torch.bfloat16 if self.device == "cuda" else torch.float32)
+        self.dtype = _dtype(dtype) or _dtype("bfloat16" if self.device == "cuda" else default_cpu_dtype())
+        if model_obj is not None and (dtype is None or dtype == "auto"):
+            self.dtype = next(model_obj.parameters()).dtype  # a loaded model runs as it is
         if model_obj is not None:
             self.model, self.tokenizer = model_obj, tokenizer
             self.model.to(self.device)
