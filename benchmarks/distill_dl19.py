@@ -94,11 +94,18 @@ def main() -> int:
         summ = json.loads(open(os.path.join(folder, "summary.json")).read())
         made[kind] = summ
         depth = args.depth if kind == "pointwise" else args.first_depth
+        # the options the student was trained with (passage budget): the zero-shot row gets the same
+        from rankstack.rerankers.registry import saved_options
+
+        opts = saved_options(os.path.join(folder, "model"), kind) or (
+            {"max_doc_tokens": summ["config"]["max_doc_tokens"]} if kind == "pointwise"
+            else {"max_passage_tokens": summ["config"]["max_doc_tokens"]})
+        print(f"{kind}: reranker options {opts}")
         if not args.no_zero_shot:
-            rerank(f"{kind} zero-shot", load_reranker(kind, model=args.student, backend_options=bopts, progress=False),
-                   depth)
+            rerank(f"{kind} zero-shot", load_reranker(kind, model=args.student, backend_options=bopts, progress=False,
+                                                      **opts), depth)
         run = rerank(f"{kind} distilled", load_reranker(kind, model=os.path.join(folder, "model"),
-                                                        backend_options=bopts, progress=False), depth)
+                                                        backend_options=bopts, progress=False, **opts), depth)
         fusions(f"{kind} distilled", run, depth)
 
     print()

@@ -284,6 +284,8 @@ def test_train_distill_end_to_end_gives_a_loadable_model(tiny_lm, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["filter"]["kept"] >= 1 and summary["training"]["tokens"] > 0
     rr = load_reranker("pointwise", model=str(out / "model"), cache=False, progress=False)
+    assert rr.max_doc_tokens == 24 and rr.method == "yesno"  # run as it was trained (rankstack_reranker.json)
+    assert load_reranker("pointwise", model=str(out / "model"), max_doc_tokens=50, cache=False).max_doc_tokens == 50
     r = rr.rerank("how do bees make honey", ["Bees make honey.", "Cars have wheels."])
     assert sorted(r.docids) == ["0", "1"]
     assert main(args) == 0  # a rerun finds every step done

@@ -40,6 +40,7 @@ def load_reranker(name: str, model: str | None = None, backend="hf", backend_opt
     from rankstack.rerankers.backends import Backend, load_backend
 
     cls = reranker_class(name)
+    options = {**saved_options(model, name), **options}
     if getattr(cls, "uses_backend", True):
         if isinstance(backend, Backend):
             be = backend
@@ -50,3 +51,30 @@ def load_reranker(name: str, model: str | None = None, backend="hf", backend_opt
     if "model" in sig.parameters and model is not None:
         options["model"] = model
     return cls(**options)
+
+
+#: a trained model folder may say how its reranker was trained to be run (passage budget, method...)
+SAVED_OPTIONS = "rankstack_reranker.json"
+
+
+def save_options(folder, reranker: str, options: dict) -> None:
+    """Record in a model folder the reranker options it was trained with; :func:`load_reranker`
+    applies them when that folder is loaded as that reranker (explicit options still win)."""
+    import json
+    from pathlib import Path
+
+    (Path(folder) / SAVED_OPTIONS).write_text(json.dumps({"reranker": reranker, "options": options}, indent=2) + "\n")
+
+
+def saved_options(model, name: str) -> dict:
+    import json
+    from pathlib import Path
+
+    if model is None or not isinstance(model, (str, Path)):
+        return {}
+    f = Path(model) / SAVED_OPTIONS
+    if not f.is_file():
+        return {}
+    data = json.loads(f.read_text())
+    return dict(data.get("options", {})) if data.get("reranker") == name else {}
+

@@ -99,6 +99,8 @@ def add_parsers(sub) -> None:
     d.add_argument("--no-lora", action="store_true", help="full fine-tuning")
     d.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
                    help="training precision (default: bf16 on CPUs with bf16 instructions and on GPUs, else fp32)")
+    d.add_argument("--token-budget", type=int, default=None, help="train on whole queries (seeded order) until their "
+                   "prompts hold this many tokens (CPU training time is set by tokens)")
     d.add_argument("--val-queries", type=int, default=0, help="hold out this many kept queries and report the "
                    "student's agreement with the teacher on them (label-free validation)")
     d.add_argument("--threads", type=int, default=None)
@@ -233,7 +235,7 @@ def cmd_distill(args) -> int:
                         loss=args.loss, group_size=args.group_size, window=args.window, epochs=args.epochs,
                         learning_rate=args.lr, lora=not args.no_lora, lora_r=args.lora_r,
                         bf16=None if args.dtype is None else args.dtype == "bfloat16", threads=args.threads,
-                        val_queries=args.val_queries)
+                        val_queries=args.val_queries, token_budget=args.token_budget)
     summary = run_distill(cfg, args.out)
     f, t = summary.get("filter", {}), summary.get("training", {})
     print(f"kept {f.get('kept')} of {f.get('queries')} synthetic queries (keep-rate {f.get('keep_rate')}); "

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rankstack.errors import RankstackError
+from rankstack.rerankers.registry import save_options
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class DistillConfig:
     max_length: int = 1536
     bf16: bool | None = None  # None: by the CPU (bf16 where avx512_bf16/AMX), bf16 on CUDA
     val_queries: int = 0  # kept queries held out of training to validate on (label-free: the teacher's grades)
+    token_budget: int | None = None  # train on whole queries (seeded order) until their prompts hold this many tokens
     threads: int | None = None
     gen_batch_size: int = 16
     extra: dict = field(default_factory=dict)
@@ -188,6 +190,8 @@ def _finish(cfg: DistillConfig, kept, corpus, backend, out: Path, summary: dict)
     else:
         train_qids = [q for q in kept.kept.queries if q not in set(val)]
         ds = _examples(cfg, kept, corpus, backend(), train_qids)
+        if cfg.token_budget:
+            ds = _within_budget(ds, backend(), cfg.token_budget, cfg.seed)
         ds.to_json(str(ex_path))
     summary["examples"] = len(ds)
     # 6. train
@@ -196,6 +200,7 @@ def _finish(cfg: DistillConfig, kept, corpus, backend, out: Path, summary: dict)
         log.info("step 6: a trained model is already in %s", model_dir)
     else:
         summary["training"] = _train(cfg, ds, model_dir)
+        save_options(model_dir, cfg.paradigm, _reranker_options(cfg))
     if val and "validation" not in summary:
         summary["validation"] = _validate(cfg, kept, val, corpus, model_dir)
     prev = out / "summary.json"
@@ -218,6 +223,36 @@ def _examples(cfg: DistillConfig, kept, corpus, backend, qids):
                           max_passage_tokens=cfg.max_doc_tokens)
 
 
+def _within_budget(ds, backend, budget: int, seed: int):
+    """Whole queries, in a seeded order, while their rendered prompts (and targets) fit ``budget``
+    tokens: on a CPU, training time is set by tokens, not by examples."""
+    import random
+
+    from rankstack.training.examples import prompt_from_row
+
+    per_q: dict[str, int] = {}
+    for row in ds:
+        n = len(backend.encode(prompt_from_row(row))) + backend.count_tokens(row.get("completion") or "")
+        per_q[row["qid"]] = per_q.get(row["qid"], 0) + n
+    order = sorted(per_q)
+    random.Random(seed).shuffle(order)
+    keep, used = set(), 0
+    for q in order:
+        if used + per_q[q] > budget and keep:
+            break
+        keep.add(q)
+        used += per_q[q]
+    log.info("token budget %d: %d of %d queries, %d tokens", budget, len(keep), len(per_q), used)
+    return ds.filter(lambda r: r["qid"] in keep)
+
+
+def _reranker_options(cfg: DistillConfig) -> dict:
+    """The options the student is trained with, which it should be run with."""
+    if cfg.paradigm == "pointwise":
+        return {"method": cfg.method, "max_doc_tokens": cfg.max_doc_tokens}
+    return {"max_passage_tokens": cfg.max_doc_tokens, "window": cfg.window}
+
+
 def _validate(cfg: DistillConfig, kept, val: list[str], corpus, model_dir: Path) -> dict:
     """Label-free validation on held-out synthetic queries: the student (and the untrained model)
     rerank their candidates; nDCG@10 against grades from the teacher's ranks and MRR@10 of the
@@ -230,8 +265,7 @@ def _validate(cfg: DistillConfig, kept, val: list[str], corpus, model_dir: Path)
     cands = Run((kept.candidates[q].top(depth) for q in val), name="bm25")
     grades = teacher_qrels(Run(kept.teacher[q] for q in val))
     source = {q: {kept.kept.source[q]: 1} for q in val if q in kept.kept.source}  # none for given queries
-    opts = {"max_doc_tokens": cfg.max_doc_tokens} if cfg.paradigm == "pointwise" else {
-        "max_passage_tokens": cfg.max_doc_tokens}
+    opts = _reranker_options(cfg)
     out = {"queries": len(val), "depth": depth}
     for name, model in (("untrained", cfg.student), ("student", str(model_dir))):
         rr = load_reranker(cfg.paradigm, model=model, backend_options={"dtype": "float32"}, progress=False, **opts)
