@@ -12,7 +12,7 @@ from rankstack.types import Doc, Qrels, Query, Ranking, Run, ScoredDoc
 __version__ = "0.1.0"
 
 __all__ = ["Doc", "Qrels", "Query", "Ranking", "Run", "ScoredDoc", "load_dataset", "load_reranker", "evaluate",
-           "compare", "__version__"]
+           "compare", "RemoteReranker", "__version__"]
 
 
 def __getattr__(name):  # heavy parts load on first use: `import rankstack` stays fast
@@ -24,6 +24,10 @@ def __getattr__(name):  # heavy parts load on first use: `import rankstack` stay
         from rankstack.rerankers.registry import load_reranker
 
         return load_reranker
+    if name == "RemoteReranker":
+        from rankstack.serve.client import RemoteReranker
+
+        return RemoteReranker
     if name in ("evaluate", "compare"):
         from rankstack import eval as _eval
 
