@@ -2,7 +2,8 @@
 
 Each request is one DL19 query with 20 of its BM25 passages (request i: query i mod 43,
 passages 20*(i div 43 mod 5) .. +20 of its top-100), sent to ``POST /v1/rerank``; the server
-runs SmolLM2-135M pointwise yes/no (``--reranker pointwise --method yesno``) on the hf backend.
+runs SmolLM2-135M pointwise yes/no (``--reranker pointwise --method yesno``) on the hf backend
+(``--reranker dense --model minilm-l6``: the MiniLM bi-encoder instead).
 Each level sends a fixed number of requests from C client threads (keep-alive connections,
 each sending its next request when the previous is answered), then stops. Reported per level:
 docs/s (documents answered / wall time), p50/p95/p99 latency, requests merged per engine pass
@@ -125,6 +126,7 @@ def run_level(url: str, requests: list[dict], clients: int) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--reranker", default="pointwise", help="pointwise (hf backend) or dense")
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--method", default="yesno")
     ap.add_argument("--dtype", default="float32")
@@ -146,9 +148,13 @@ def main(argv=None) -> int:
     counts = counts * len(levels) if len(counts) == 1 else counts
     reqs = build_requests(args.docs, max(counts) + 1)
     load0 = os.getloadavg()
-    common = ["--reranker", "pointwise", "--model", args.model, "--method", args.method, "--dtype", args.dtype,
-              "--threads", str(args.threads), "--batch-size", str(args.batch_size), "--timeout-s", "3600",
-              "--max-wait-ms", str(args.max_wait_ms), "--max-queue-docs", str(100 * args.max_batch_docs)]
+    common = ["--reranker", args.reranker, "--model", args.model, "--threads", str(args.threads),
+              "--batch-size", str(args.batch_size), "--timeout-s", "3600", "--max-wait-ms", str(args.max_wait_ms),
+              "--max-queue-docs", str(100 * args.max_batch_docs)]
+    if args.reranker == "pointwise":
+        common += ["--method", args.method, "--dtype", args.dtype]
+    what = (f"{args.reranker} {args.method}, hf backend dtype {args.dtype}" if args.reranker == "pointwise"
+            else args.reranker)
     rows = []
     with ServerProcess(common + ["--max-batch-docs", str(args.max_batch_docs)], env=CHILD_ENV) as srv:
         run_level(srv.url, reqs[-1:], 1)  # warm-up (allocator, kernels), not counted
@@ -165,7 +171,7 @@ def main(argv=None) -> int:
     base = rows[0][1]["docs_s"]
     lines = [
         "# flock /tmp/rankstack-cpu.lock .venv/bin/python benchmarks/serve_load.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        f"model {args.model} pointwise {args.method}, hf backend dtype {args.dtype}, threads {args.threads}, "
+        f"model {args.model} {what}, threads {args.threads}, "
         f"batch size {args.batch_size}; server --max-wait-ms {args.max_wait_ms:g} --max-batch-docs {args.max_batch_docs}; "
         "no score cache",
         f"data DL19: each request one query + {args.docs} of its BM25 top-100 passages, POST /v1/rerank on loopback",

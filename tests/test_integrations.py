@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # Haystack phones home otherwise (no network here)
 
 from rankstack.rerankers import load_reranker
 from rankstack.types import Doc
@@ -57,14 +61,18 @@ def test_langchain_contextual_compression_retriever(dense, candidates):
 def test_llamaindex_query_engine_postprocessor(dense, candidates):
     from llama_index.core import SummaryIndex
     from llama_index.core.llms import MockLLM
+    from llama_index.core.query_engine import RetrieverQueryEngine
+    from llama_index.core.response_synthesizers.no_text import NoText
     from llama_index.core.schema import MetadataMode, TextNode
 
     from rankstack.integrations.llamaindex import RankstackRerank
 
     query, docs = candidates
     nodes = [TextNode(text=d.text, id_=f"li-{d.docid}", metadata={"docid": d.docid}) for d in docs]
-    engine = SummaryIndex(nodes).as_query_engine(llm=MockLLM(), response_mode="no_text",
-                                                 node_postprocessors=[RankstackRerank(reranker=dense, top_n=3)])
+    # a query engine that returns the postprocessed source nodes without generating an answer
+    # (NoText never calls its LLM; it only refuses to be built without one)
+    engine = RetrieverQueryEngine(retriever=SummaryIndex(nodes).as_retriever(), response_synthesizer=NoText(llm=MockLLM()),
+                                  node_postprocessors=[RankstackRerank(reranker=dense, top_n=3)])
     out = engine.query(query).source_nodes
     texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]  # what LlamaIndex rerankers score
     order, rel = _expected(dense, query, texts, 3)
@@ -102,6 +110,7 @@ def test_pyterrier_experiment_on_vaswani_equals_rankstack_rerank(dense, tmp_path
     ``rankstack rerank`` on the same candidates."""
     import pandas as pd
     import pyterrier as pt
+    from ir_measures import nDCG
 
     from rankstack.cli import main
     from rankstack.data import load_dataset
@@ -124,7 +133,7 @@ def test_pyterrier_experiment_on_vaswani_equals_rankstack_rerank(dense, tmp_path
     qrels = pd.DataFrame([(q, d, g) for q, docs in ds.qrels.items() for d, g in docs.items()],
                          columns=["qid", "docno", "label"])
     bm25_pt = RankstackRetriever(bm25, k=depth, corpus=ds.corpus)
-    res = pt.Experiment([bm25_pt, bm25_pt >> RankstackReranker(dense)], topics, qrels, ["nDCG@10"],
+    res = pt.Experiment([bm25_pt, bm25_pt >> RankstackReranker(dense)], topics, qrels, [nDCG @ 10],
                         names=["BM25", "BM25 >> dense"])
     pt_ndcg = float(res.set_index("name").loc["BM25 >> dense", "nDCG@10"])
     assert pt_ndcg == pytest.approx(cli_ndcg, abs=1e-9)
