@@ -28,7 +28,7 @@ import urllib.error
 import urllib.request
 
 from _common import cpu_name  # also sets the offline env defaults
-from serve_load import CHILD_ENV, HERE, cpu_flags, metric
+from serve_load import CHILD_ENV, HERE, cpu_flags, metric, write_result
 
 KEY = "fault-run-key"
 
@@ -202,10 +202,7 @@ def main(argv=None) -> int:
     ]
     for name, expected, status, detail in rows:
         lines.append(f"{name:<52} {str(expected):<32} {status:>5}  {detail}")
-    text = "\n".join(lines) + "\n"
-    with open(args.out, "w") as f:
-        f.write(text)
-    print(text)
+    write_result(args.out, lines)
     return 0
 
 

@@ -80,15 +80,18 @@ def run_level(url: str, requests: list[dict], clients: int) -> dict:
     nxt = {"i": 0}
     lat, statuses = [], {}
 
+    def connect():
+        return http.client.HTTPConnection(host, int(port), timeout=3600)
+
     def client():
-        conn = http.client.HTTPConnection(host, int(port), timeout=3600)
+        conn = connect()
         while True:
             with lock:
                 i = nxt["i"]
                 nxt["i"] += 1
             if i >= len(requests):
                 break
-            body = json.dumps(requests[i])
+            body = json.dumps(requests[i]).encode()
             t0 = time.perf_counter()
             try:
                 conn.request("POST", "/v1/rerank", body, {"Content-Type": "application/json"})
@@ -100,7 +103,7 @@ def run_level(url: str, requests: list[dict], clients: int) -> dict:
             except (OSError, http.client.HTTPException) as e:
                 status = type(e).__name__
                 conn.close()
-                conn = http.client.HTTPConnection(host, int(port), timeout=3600)
+                conn = connect()
             dt = time.perf_counter() - t0
             with lock:
                 lat.append(dt)
@@ -190,12 +193,17 @@ def main(argv=None) -> int:
     lines += ["", f"ratio: {top['clients']} clients merged / 1 client sequential = {top['docs_s'] / base:.2f}x "
                   f"(goal >= 3x); every request answered: "
                   f"{all(set(r['statuses']) == {200} for _, r in rows)}"]
+    write_result(args.out, lines)
+    return 0
+
+
+def write_result(path: str, lines: list[str]) -> None:
+    """The results file (its first line the command) and the same text on stdout."""
     text = "\n".join(lines) + "\n"
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
         f.write(text)
     print(text)
-    return 0
 
 
 if __name__ == "__main__":
