@@ -12,7 +12,7 @@ from rankstack.types import Doc, Qrels, Query, Ranking, Run, ScoredDoc
 __version__ = "0.1.0"
 
 __all__ = ["Doc", "Qrels", "Query", "Ranking", "Run", "ScoredDoc", "load_dataset", "load_reranker", "evaluate",
-           "compare", "report", "__version__"]
+           "compare", "report", "RemoteReranker", "__version__"]
 
 
 def __getattr__(name):  # heavy parts load on first use: `import rankstack` stays fast
@@ -28,6 +28,10 @@ def __getattr__(name):  # heavy parts load on first use: `import rankstack` stay
         import rankstack.report as _report
 
         return _report
+    if name == "RemoteReranker":
+        from rankstack.serve.client import RemoteReranker
+
+        return RemoteReranker
     if name in ("evaluate", "compare"):
         from rankstack import eval as _eval
 

@@ -23,7 +23,7 @@ COMMANDS = [
     "rankstack.retrieval.commands",
     "rankstack.rerankers.commands",
     "rankstack.training.commands",
-    "rankstack.serve",
+    "rankstack.serve.commands",
 ]
 
 

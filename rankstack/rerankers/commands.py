@@ -14,12 +14,22 @@ def add_parsers(sub) -> None:
     p.add_argument("--queries", required=True, help="topics file or dataset name (dl19, vaswani, cacm)")
     p.add_argument("--corpus", required=True, help="corpus file / doc store, or dataset name")
     p.add_argument("--out", required=True, help="output TREC run file")
+    add_reranker_args(p)
+    p.add_argument("--depth", type=int, default=100, help="rerank the top DEPTH of each query (default 100)")
+    p.add_argument("--queries-limit", type=int, default=None, help="only the first N queries of the run")
+    p.add_argument("--qrels", default=None, help="also print nDCG@10 against these qrels (file or dataset name)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_rerank)
+
+
+def add_reranker_args(p, cache_default: bool = True) -> None:
+    """The flags that build a reranker (:func:`reranker_from_args`), shared by ``rerank`` and ``serve``.
+    ``cache_default=False``: no score cache unless ``--cache FILE`` is given."""
     p.add_argument("--reranker", default="pointwise", help="registry name (pointwise, first, listwise, ...)")
     p.add_argument("--model", default=None, help="model: alias (smollm2-135m), hub id, local folder, .gguf, "
                                                  "LoRA adapter folder (default: the reranker's own)")
     p.add_argument("--method", default=None, help="pointwise: yesno | score10 | erank | prorank")
     p.add_argument("--instruction", default=None, help="replace the prompt's instruction text")
-    p.add_argument("--depth", type=int, default=100, help="rerank the top DEPTH of each query (default 100)")
     p.add_argument("--fusion-weight", type=float, default=None,
                    help="fuse with the first stage: W * rerank + (1 - W) * first stage (e.g. 0.8)")
     p.add_argument("--fusion-norm", default="zscore", choices=["zscore", "minmax"])
@@ -30,15 +40,14 @@ def add_parsers(sub) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--batch-size", type=int, default=None, help="prompts per forward pass")
     p.add_argument("--max-doc-tokens", type=int, default=None, help="cut passages to this many tokens")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the score cache")
-    p.add_argument("--cache", default=None, help="SQLite cache file (default $RANKSTACK_CACHE/rerank_cache.sqlite)")
-    p.add_argument("--queries-limit", type=int, default=None, help="only the first N queries of the run")
-    p.add_argument("--qrels", default=None, help="also print nDCG@10 against these qrels (file or dataset name)")
+    if cache_default:
+        p.add_argument("--no-cache", action="store_true", help="do not read or write the score cache")
+        p.add_argument("--cache", default=None, help="SQLite cache file (default $RANKSTACK_CACHE/rerank_cache.sqlite)")
+    else:  # no --no-cache attribute: reranker_from_args then caches only with --cache
+        p.add_argument("--cache", default=None, help="keep scores in this SQLite cache file (default: no cache)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="any other reranker option (repeatable; JSON values), e.g. --option window=20 "
                         "--option prompt=reasonrank --option passes=2 --option budget=100@1,30@16")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_rerank)
 
 
 def parse_options(pairs: list[str]) -> dict:
@@ -67,7 +76,7 @@ def reranker_from_args(args):
 
     cls = reranker_class(args.reranker)
     options: dict = {"progress": not getattr(args, "no_progress", False)}
-    if args.no_cache:
+    if getattr(args, "no_cache", args.cache is None):
         options["cache"] = False
     elif args.cache:
         options["cache"] = args.cache

@@ -1,0 +1,33 @@
+"""Real rerankers with injected faults, for the fault run (serve_faults.py) and tests/test_serve.py.
+
+Served with ``rankstack serve --reranker _fault_reranker:FaultyPointwise`` (this folder on
+PYTHONPATH). A query containing ``RAISE`` makes the program raise inside the engine pass;
+``SLEEP<s>`` holds the worker thread ``s`` seconds first (a long pass). Every other query runs
+the unchanged reranker.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from rankstack.rerankers.dense import DenseReranker
+from rankstack.rerankers.pointwise import PointwiseReranker
+
+
+class FaultInjection:
+    def program(self, query, docs, stats):
+        if "RAISE" in query.text:
+            raise RuntimeError("injected failure")
+        m = re.search(r"SLEEP([0-9.]+)", query.text)
+        if m:
+            time.sleep(float(m.group(1)))
+        return (yield from super().program(query, docs, stats))
+
+
+class FaultyPointwise(FaultInjection, PointwiseReranker):
+    pass
+
+
+class FaultyDense(FaultInjection, DenseReranker):
+    pass

@@ -1,0 +1,210 @@
+"""Bad-input and fault run of ``rankstack serve`` on loopback: each case, the status received.
+
+The server runs SmolLM2-135M pointwise yes/no with an API key, a 1 MB body limit and a 5 s
+request timeout; faults come from ``_fault_reranker.FaultyPointwise`` (the real pointwise
+reranker; a query containing ``RAISE`` raises inside the engine pass, ``SLEEP<s>`` holds the
+worker). Cases: oversized body, 10,000 documents, a document over the character cap, invalid
+UTF-8, invalid JSON, negative and non-numeric Content-Length, missing fields, wrong types, empty
+documents, no key, wrong key, unknown route, wrong method, the reranker raising (with a
+normal request merged into the same pass), a request over the timeout, a client hanging up
+mid-body and while queued (its documents must never reach the model: ``/metrics``), then a
+normal request; last, SIGTERM during load from 8 clients (in-flight requests answered, new
+ones 503, exit status 0).
+
+    flock /tmp/rankstack-cpu.lock .venv/bin/python benchmarks/serve_faults.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+from _common import cpu_name  # also sets the offline env defaults
+from serve_load import CHILD_ENV, HERE, cpu_flags, metric, write_result
+
+KEY = "fault-run-key"
+
+
+def call(url: str, path: str, body=None, raw: bytes | None = None, key: str | None = KEY, method: str | None = None,
+         timeout: float = 120) -> tuple[int, str]:
+    """(status, error type or 'ok')."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    req = urllib.request.Request(url + path, data=data, headers=headers,
+                                 method=method or ("POST" if data is not None else "GET"))
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            r.read()
+            return r.status, "ok"
+    except urllib.error.HTTPError as e:
+        try:
+            return e.code, json.loads(e.read())["error"]["type"]
+        except (ValueError, KeyError, TypeError):
+            return e.code, "(not JSON)"
+    except (urllib.error.URLError, ConnectionError) as e:
+        return 0, type(getattr(e, "reason", e)).__name__
+
+
+def raw_case(url: str, request: bytes) -> tuple[int, str]:
+    from rankstack.serve.process import raw_http
+
+    status, body = raw_http(url, request)
+    return status, body["error"]["type"] if isinstance(body, dict) else "(not JSON)"
+
+
+def hang_up(url: str, head: bytes, body: bytes, send: int, wait: float) -> None:
+    host, port = url.removeprefix("http://").split(":")
+    s = socket.create_connection((host, int(port)))
+    s.sendall(head + body[:send])
+    time.sleep(wait)
+    s.close()
+
+
+def post_head(path: str, length: int) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer {KEY}\r\n"
+            f"Content-Length: {length}\r\n\r\n").encode()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "serve_faults.txt"))
+    args = ap.parse_args(argv)
+
+    from rankstack.data import load_dataset
+
+    ds = load_dataset("dl19")
+    q0 = sorted(ds.run)[0]
+    query = ds.queries[q0].text
+    docs = [d.text for d in ds.corpus.get_many(ds.run[q0].docids[:3])]
+    ok = {"query": query, "documents": docs}
+    server_args = ["--reranker", "_fault_reranker:FaultyPointwise", "--model", "smollm2-135m", "--method", "yesno",
+                   "--dtype", "float32", "--threads", str(args.threads), "--api-key", KEY, "--max-body-mb", "1",
+                   "--timeout-s", "5", "--max-doc-chars", "20000"]
+    from rankstack.serve.process import ServerProcess
+
+    rows = []  # (case, expected, got status, error type)
+    load0 = os.getloadavg()
+
+    def case(name, expected, result):
+        rows.append((name, expected, *result))
+        print(rows[-1], file=sys.stderr, flush=True)
+
+    srv = ServerProcess(server_args, env=CHILD_ENV).start()
+    url = srv.url
+    try:
+        case("normal request (before)", 200, call(url, "/v1/rerank", ok))
+        case("oversized body (2 MB, limit 1 MB)", 413, call(url, "/v1/rerank", {"query": query, "documents": ["x" * 1000] * 2000}))
+        case("10,000 documents", 413, call(url, "/v1/rerank", {"query": query, "documents": ["a"] * 10_000}))
+        case("document over the character cap", 413, call(url, "/v2/rerank", {"query": query, "documents": ["b" * 20_001]}))
+        case("invalid UTF-8", 400, call(url, "/rerank", raw=b'{"query": "\xff\xfe", "texts": ["a"]}'))
+        case("invalid JSON", 400, call(url, "/v1/rerank", raw=b'{"query": "q", "documents": ['))
+        case("negative Content-Length", 400, raw_case(url, post_head("/v1/rerank", -5) + b"{}"))
+        bad = post_head("/v1/rerank", 0).replace(b"Content-Length: 0", b"Content-Length: 12abc")
+        case("non-numeric Content-Length", 400, raw_case(url, bad + b"{}"))
+        case("missing field (no query)", 422, call(url, "/v1/rerank", {"documents": docs}))
+        case("wrong type (documents: [1, 2])", 422, call(url, "/v2/rerank", {"query": query, "documents": [1, 2]}))
+        case("wrong type (top_n: \"3\")", 422, call(url, "/v1/rerank", {**ok, "top_n": "3"}))
+        case("empty documents", 422, call(url, "/rerank", {"query": query, "texts": []}))
+        case("no key", 401, call(url, "/v1/rerank", ok, key=None))
+        case("wrong key", 401, call(url, "/v1/rerank", ok, key="not-the-key"))
+        case("unknown route", 404, call(url, "/v1/rank", ok))
+        case("wrong method (GET /v1/rerank)", 405, call(url, "/v1/rerank", method="GET"))
+
+        out = {}
+        slow = threading.Thread(target=lambda: out.setdefault("slow", call(url, "/v1/rerank", {**ok, "query": "SLEEP1 " + query})))
+        slow.start()
+        time.sleep(0.3)
+        merged = [threading.Thread(target=lambda n=n, q=q: out.setdefault(n, call(url, "/v1/rerank", {**ok, "query": q})))
+                  for n, q in (("raise", "RAISE " + query), ("neighbour", query))]
+        for t in merged:
+            t.start()
+        for t in [slow, *merged]:
+            t.join()
+        case("reranker raising (merged with a normal request)", 500, out["raise"])
+        case("  ... the normal request merged with it", 200, out["neighbour"])
+        case("request over the 5 s timeout (SLEEP7)", 504, call(url, "/v1/rerank", {**ok, "query": "SLEEP7 " + query}))
+        time.sleep(2.5)  # the worker finishes that pass
+
+        hangups0 = metric(url, 'rankstack_requests_total{route="/v1/rerank",status="499"}')
+        body = json.dumps({"query": query, "documents": docs}).encode()
+        hang_up(url, post_head("/v1/rerank", len(body)), body, send=20, wait=0.3)
+        time.sleep(0.3)
+        got = metric(url, 'rankstack_requests_total{route="/v1/rerank",status="499"}') - hangups0
+        case("client hanging up mid-body", "499 (server side)", (499 if got == 1 else 0, f"counted {got:g}"))
+
+        docs0 = metric(url, "rankstack_batch_documents_sum")
+        slow = threading.Thread(target=lambda: out.__setitem__("slow2", call(url, "/v1/rerank", {**ok, "query": "SLEEP2 " + query})))
+        slow.start()
+        time.sleep(0.3)
+        body = json.dumps({"query": query, "documents": [d[:50] for d in docs] * 3}).encode()  # 9 documents
+        hang_up(url, post_head("/v1/rerank", len(body)), body, send=len(body), wait=0.5)
+        slow.join()
+        time.sleep(0.3)
+        scored = metric(url, "rankstack_batch_documents_sum") - docs0
+        got = metric(url, 'rankstack_requests_total{route="/v1/rerank",status="499"}') - hangups0 - 1
+        case("client hanging up while queued", "499, slot freed",
+             (499 if got == 1 and scored == len(docs) else 0, f"documents scored {scored:g} (the slow request's "
+                                                             f"{len(docs)}; the 9 of the hung-up one never)"))
+        case("normal request (after all of them)", 200, call(url, "/v1/rerank", ok))
+
+        # SIGTERM during load: 8 clients send until the server is gone
+        statuses, lock, stop = {}, threading.Lock(), threading.Event()
+        sent_before = {"n": 0}
+
+        def client():
+            while not stop.is_set():
+                st = call(url, "/v1/rerank", ok, timeout=300)
+                with lock:
+                    statuses[st] = statuses.get(st, 0) + 1
+                if st[0] == 0:  # connection refused: the server has exited
+                    return
+                if st[0] == 503:
+                    time.sleep(0.05)  # a client backing off
+
+        clients = [threading.Thread(target=client) for _ in range(8)]
+        for t in clients:
+            t.start()
+        time.sleep(4)
+        with lock:
+            sent_before["n"] = sum(statuses.values())
+        srv.proc.send_signal(signal.SIGTERM)
+        rc = srv.proc.wait(120)
+        stop.set()
+        for t in clients:
+            t.join()
+        summary = ", ".join(f"{s} {k}: {n}" for (s, k), n in sorted(statuses.items(), key=lambda x: -x[1]))
+        lost = sum(n for (s, _), n in statuses.items() if s not in (200, 503, 0))
+        case("SIGTERM during load (8 clients)", "200 in flight, 503 new, exit 0",
+             (rc, f"exit status {rc}; answers: {summary}; other statuses (lost): {lost}"))
+    finally:
+        if srv.proc.poll() is None:
+            srv.stop()
+    load1 = os.getloadavg()
+
+    lines = [
+        "# flock /tmp/rankstack-cpu.lock .venv/bin/python benchmarks/serve_faults.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        f"server: rankstack serve {' '.join(server_args)}",
+        f"model smollm2-135m pointwise yesno (fp32, hf backend); data DL19 query {q0} with 3 BM25 passages",
+        f"hardware {cpu_name()} x{os.cpu_count()} ({cpu_flags()}); load average at start {load0[0]:.2f}, at end {load1[0]:.2f}",
+        "",
+        f"{'case':<52} {'expected':<32} {'got':>5}  detail",
+    ]
+    for name, expected, status, detail in rows:
+        lines.append(f"{name:<52} {str(expected):<32} {status:>5}  {detail}")
+    write_result(args.out, lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
