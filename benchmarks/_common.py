@@ -27,3 +27,21 @@ def cpu_name() -> str:
         pass
     return platform.processor() or platform.machine()
 
+
+
+def command_line() -> str:
+    """The command that started this script, as typed: with the ``flock`` (or ``timeout``)
+    wrapper that launched it when there is one (read from the parent process)."""
+    import shlex
+    import sys
+
+    own = shlex.join([os.path.relpath(sys.executable) if sys.executable.startswith(_ROOT) else sys.executable]
+                     + sys.argv)
+    try:
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+            parent = [a.decode() for a in f.read().split(b"\0") if a]
+    except OSError:
+        return own
+    if parent and os.path.basename(parent[0]) in ("flock", "timeout"):
+        return shlex.join(parent)
+    return own
