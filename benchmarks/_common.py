@@ -45,3 +45,22 @@ def command_line() -> str:
     if parent and os.path.basename(parent[0]) in ("flock", "timeout"):
         return shlex.join(parent)
     return own
+
+
+class Report:
+    """A results file: each line printed as it comes, all written to ``path`` at :meth:`save`,
+    the command that produced them first."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.lines: list[str] = []
+        self(command_line())
+
+    def __call__(self, msg: str = "") -> None:
+        print(msg, flush=True)
+        self.lines.append(msg)
+
+    def save(self) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        with open(self.path, "w") as f:
+            f.write("\n".join(self.lines) + "\n")

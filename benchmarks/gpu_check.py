@@ -29,7 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout, installed or not
 
-from _common import command_line, cpu_name  # noqa: E402  (also sets the offline env defaults)
+from _common import Report, cpu_name  # noqa: E402  (also sets the offline env defaults)
 
 #: dense bf16 tensor-core peaks (TFLOP/s, no sparsity), matched in this order against the device name
 PEAK_BF16_TFLOPS = [("H200", 989.4), ("GH200", 989.4), ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4),
@@ -149,13 +149,8 @@ def main(argv=None) -> int:
     from rankstack.rerankers.pointwise import PointwiseReranker
 
     t_start = time.perf_counter()
-    lines: list[str] = []
     out_path = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                         "gpu_check_tiny.txt" if args.tiny else "gpu_check.txt")
-
-    def say(msg: str = "") -> None:
-        print(msg, flush=True)
-        lines.append(msg)
 
     cuda = torch.cuda.is_available()
     if not cuda and not args.tiny:
@@ -169,7 +164,7 @@ def main(argv=None) -> int:
     dev_name = torch.cuda.get_device_name(0) if device == "cuda" else cpu_name()
     peak = args.peak_tflops or (peak_tflops(dev_name) if device == "cuda" else None)
 
-    say(command_line())
+    say = Report(out_path)
     queries, run, corpus, where = load_prompts_data(args.queries, max(args.depth, 20))
     tok, tok_name = load_tokenizer_any(corpus)
     t0 = time.perf_counter()
@@ -258,9 +253,7 @@ def main(argv=None) -> int:
                d.get("forward_tokens", 0), flops(cfg, nonemb, d, len(first_q)))
     say("")
     say(f"total {time.perf_counter() - t_start:.0f} s")
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    with open(out_path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    say.save()
     return 0
 
 

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-from _common import command_line, cpu_name  # also sets the offline env defaults
+from _common import Report, cpu_name  # also sets the offline env defaults
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -44,11 +44,7 @@ def main() -> int:
     from rankstack.rerankers.stream import RerankJob, RunSource
     from rankstack.types import Run
 
-    lines = [command_line()]
-
-    def say(msg: str) -> None:
-        print(msg, flush=True)
-        lines.append(msg)
+    say = Report(args.out)
 
     ds = load_dataset("dl19")
     qids = sorted(ds.run)[: args.queries]
@@ -118,8 +114,7 @@ def main() -> int:
         f"in {secs:.1f} s with {len(got)} queries; same order as one process {same}, max |score diff| {diff:.1e}")
     ray.shutdown()
     say(f"load average at end {os.getloadavg()[0]:.1f}")
-    with open(args.out, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    say.save()
     return 0
 
 

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 
-from _common import command_line, cpu_name  # also sets the offline env defaults
+from _common import Report, cpu_name  # also sets the offline env defaults
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -110,11 +110,7 @@ def main() -> int:
     ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "stream_memory.txt"))
     args = ap.parse_args()
     os.makedirs(args.dir, exist_ok=True)
-    lines = [command_line()]
-
-    def say(msg: str) -> None:
-        print(msg, flush=True)
-        lines.append(msg)
+    say = Report(args.out)
 
     say(f"model: all-MiniLM-L6-v2 (dense reranker, minilm-l6), depth 20, default blocks (20000 / 20 = 1000 "
         f"queries), {args.threads} torch threads; data: synthetic runs of N queries x 20 candidates drawn from the "
@@ -173,8 +169,7 @@ def main() -> int:
         say(f"  final file vs uninterrupted: byte-identical {identical}; same queries, docids and order {same_order}; "
             f"max |score diff| {diff:.2e}")
     say(f"load average at end {os.getloadavg()[0]:.1f}")
-    with open(args.out, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    say.save()
     return 0
 
 

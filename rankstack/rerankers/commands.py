@@ -1,9 +1,9 @@
-"""CLI: ``rankstack rerank``: rerank a first-stage run and write a TREC run, with a summary."""
+"""CLI: ``rankstack rerank``: rerank a first-stage run into a TREC run block by block (resumable), in this
+process or on a Ray cluster, and print a summary."""
 
 from __future__ import annotations
 
 import logging
-import time
 
 log = logging.getLogger(__name__)
 
