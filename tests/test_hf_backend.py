@@ -204,3 +204,18 @@ def test_generate_trims_the_stop_string_tokens(smollm2):
                            SamplingParams(max_new_tokens=24, stop=("5",)))[0][0]
     assert "5" not in out.text and len(out.tokens) == len(out.token_logprobs)
     assert tok.convert_tokens_to_string(out.tokens).startswith(out.text) and "5" not in tok.convert_tokens_to_string(out.tokens)
+
+
+def test_generation_batches_respect_the_token_budget(tiny):
+    lengths = [30, 10, 50, 20, 40]
+    p = SamplingParams(n=2, temperature=1.0, max_new_tokens=20)
+    assert tiny._generate_batches(lengths, p) == [(0, [1, 3]), (2, [0, 4]), (4, [2])]  # 4 sequences a batch
+    tiny.max_batch_tokens = 170
+    try:
+        batches = tiny._generate_batches(lengths, p)
+    finally:
+        tiny.max_batch_tokens = None
+    assert [i for _, b in batches for i in b] == [1, 3, 0, 4, 2]
+    assert [off for off, _ in batches] == [0, 2, 3, 4]  # offsets (the seeds) follow the sorted order
+    for _, b in batches:  # KV tokens: (prompt width + new tokens) x sequences
+        assert len(b) == 1 or (max(lengths[i] for i in b) + 20) * len(b) * 2 <= 170

@@ -160,3 +160,15 @@ def test_cli_block_and_resume_summary(tmp_path, capsys, data_dir):
     assert "queries 3  resumed 0  docs scored 9" in line
     assert main(argv[:-2] + ["--out", str(tmp_path / "o2.trec"), "--block-queries", "0"]) == 2
     assert "--block-queries must be > 0" in capsys.readouterr().err
+
+
+def test_output_cannot_be_the_input(dl19, encoder, tmp_path):
+    from rankstack.errors import RankstackError
+
+    path = tmp_path / "in.trec"
+    write_run(Run({q: dl19.run[q].top(3) for q in sorted(dl19.run)[:2]}), path)
+    before = path.read_text()
+    rr = load_reranker("dense", model="minilm-l6", encoder=encoder, cache=False, progress=False)
+    with pytest.raises(RankstackError, match="is the input run"):
+        rr.rerank_run_to_file(str(path), dl19.queries, dl19.corpus, path, depth=2)
+    assert path.read_text() == before

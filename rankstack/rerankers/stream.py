@@ -217,6 +217,8 @@ def rerank_to_file(job: RerankJob, out, *, identity: str, tag: str, engine=None,
     Returns the summary (queries, docs, resumed queries, engine counts, wall seconds)."""
     out = str(out)
     check_tag(tag)
+    if job.source.path and os.path.abspath(out) == os.path.abspath(job.source.path):
+        raise RankstackError(f"the output {out} is the input run: give another --out")
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     marker = marker_path(out)
     want = {"identity": identity, "depth": job.depth, "tag": tag, "input": job.source.identity()}

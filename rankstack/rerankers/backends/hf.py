@@ -14,7 +14,8 @@
 - batches are cut by prompts (``batch_size``), by padded tokens (``max_batch_tokens``: a GPU
   takes as many prompts as fit a token budget, 32,768 by default) and by padding waste
   (``max_pad_ratio``); defaults differ on CPU (8 prompts, no token budget, 1.25) and GPU (256,
-  32,768, 1.5).
+  32,768, 1.5). Generation batches count, per sequence, the prompt plus ``max_new_tokens``
+  against the same budget (the KV cache they will hold).
 - on a GPU nothing is copied per prompt: a batch's ids go over in one copy, every index stays on
   the device, and a call's log-probs come back in one copy at its end (generation: one per batch).
 - ``stats`` counts forward passes, real and padded tokens, and attention pairs (the sum over
@@ -325,6 +326,25 @@ class HFBackend(Backend):
             cache[stop] = StoppingCriteriaList([StopStringCriteria(self.tokenizer, list(stop))])
         return cache[stop]
 
+    def _generate_batches(self, lengths: list[int], params: SamplingParams) -> list[tuple[int, list[int]]]:
+        """``(offset, indices)`` of length-sorted generation batches: at most ``batch_size``
+        sequences (``n`` per prompt) and, with ``max_batch_tokens``, at most that many tokens of
+        KV cache (prompt width + ``max_new_tokens``, per sequence)."""
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        bs = max(1, self.batch_size // max(1, params.n))
+        budget = self.max_batch_tokens
+        out: list[tuple[int, list[int]]] = []
+        cur: list[int] = []
+        for pos, i in enumerate(order):
+            rows = (len(cur) + 1) * params.n
+            if cur and (len(cur) >= bs or (budget is not None and (lengths[i] + params.max_new_tokens) * rows > budget)):
+                out.append((pos - len(cur), cur))
+                cur = []
+            cur.append(i)
+        if cur:
+            out.append((len(order) - len(cur), cur))
+        return out
+
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams = SamplingParams()) -> list[list[Completion]]:
         import torch
 
@@ -332,16 +352,10 @@ class HFBackend(Backend):
         results: list[list[Completion]] = [[] for _ in prompts]
         eos = self.tokenizer.eos_token_id
         pad = self.tokenizer.pad_token_id
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        bs = max(1, self.batch_size // max(1, params.n))
-        for s in range(0, len(order), bs):
-            idx = order[s: s + bs]
+        for s, idx in self._generate_batches([len(x) for x in encoded], params):
             width = max(len(encoded[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for r, i in enumerate(idx):
-                ids[r, width - len(encoded[i]):] = torch.tensor(encoded[i])
-                mask[r, width - len(encoded[i]):] = 1
+            ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in idx], dtype=torch.long)
+            mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in idx], dtype=torch.long)
             kwargs = dict(max_new_tokens=params.max_new_tokens, num_return_sequences=params.n,
                           return_dict_in_generate=True, output_logits=True, pad_token_id=pad)
             if params.temperature > 0:
@@ -356,8 +370,10 @@ class HFBackend(Backend):
             with torch.inference_mode():
                 out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kwargs)
             new = out.sequences[:, width:]
-            logits = torch.stack(out.logits, dim=1).float()  # (b*n, T, V), raw model logits
-            lps = torch.log_softmax(logits, dim=-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
+            # log-prob of each generated token from the raw logits, one step at a time (an fp32
+            # copy of every step's logits at once would double the largest tensor of the call)
+            lps = torch.stack([torch.log_softmax(step.float(), dim=-1).gather(-1, new[:, t: t + 1]).squeeze(-1)
+                               for t, step in enumerate(out.logits)], dim=1)
             new_rows, lp_rows = new.tolist(), lps.tolist()  # one copy per batch, not one per token
             for row in range(len(new_rows)):
                 toks, tlps = [], []

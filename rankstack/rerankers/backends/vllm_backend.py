@@ -172,7 +172,7 @@ class VLLMBackend(Backend):
                 digest = _folder_digest(path)
         self._numeric = {k: engine_kwargs[k] for k in NUMERIC_OPTIONS if k in engine_kwargs}
         self._digest = digest
-        max_logprobs = -1 if logprobs == "full" else max(self.top_logprobs, 20)
+        max_logprobs = {"full": -1, "token_ids": MAX_LOGPROB_TOKEN_IDS}.get(logprobs, max(self.top_logprobs, 20))
         kwargs = dict(model=path, dtype=dtype, enable_prefix_caching=enable_prefix_caching,
                       gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
                       seed=seed, max_logprobs=max_logprobs, **engine_kwargs)
