@@ -70,3 +70,22 @@ def header(*lines: str) -> None:
 
 def footer() -> None:
     print(f"load average at end (1/5/15 min): {load()}", flush=True)
+
+
+class Report:
+    """A results file: each line printed as it comes, all written to ``path`` at :meth:`save`,
+    the command that produced them first."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.lines: list[str] = []
+        self(command_line())
+
+    def __call__(self, msg: str = "") -> None:
+        print(msg, flush=True)
+        self.lines.append(msg)
+
+    def save(self) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        with open(self.path, "w") as f:
+            f.write("\n".join(self.lines) + "\n")

@@ -14,7 +14,8 @@ import sys
 import tempfile
 import time
 
-from _common import cpu_name  # also sets the offline env defaults
+import _common  # noqa: F401  (sets the offline env defaults)
+from rankstack.hardware import cpu_model  # noqa: E402
 
 
 def main() -> int:
@@ -35,7 +36,7 @@ def main() -> int:
 
     print("command: python " + " ".join(sys.argv))
     flags = sorted(f for f in cpu_flags() if f.startswith(("avx512_bf16", "amx", "avx2", "avx512f")))
-    print(f"hardware: {cpu_name()}, {os.cpu_count()} cpus, flags {' '.join(flags)}, torch {torch.__version__}, "
+    print(f"hardware: {cpu_model()}, {os.cpu_count()} cpus, flags {' '.join(flags)}, torch {torch.__version__}, "
           f"threads {args.threads}; load at start {os.getloadavg()}")
     ds = load_dataset("dl19")
     bm25 = ds.run.top(args.depth)

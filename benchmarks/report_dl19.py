@@ -24,7 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-from _common import cpu_name  # also sets the offline env defaults
+import _common  # noqa: F401  (sets the offline env defaults)
+from rankstack.hardware import cpu_model  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "report_dl19.txt"
 
@@ -45,7 +46,7 @@ def main(argv=None) -> int:
     env = f"PYTHONPATH={os.environ['PYTHONPATH']} " if os.environ.get("PYTHONPATH") else ""
     lines = [f"{env}flock /tmp/rankstack-cpu.lock {py} " + " ".join(["benchmarks/report_dl19.py"] + sys.argv[1:])]
     lines.append(f"data DL19 (43 judged queries, shipped BM25 top-10), model smollm2-135m (SmolLM2-135M-Instruct, fp32); "
-                 f"hardware {cpu_name()}, {os.cpu_count()} cores, flags avx512_bf16="
+                 f"hardware {cpu_model()}, {os.cpu_count()} cores, flags avx512_bf16="
                  f"{'avx512_bf16' in Path('/proc/cpuinfo').read_text()}")
     demo_cmd = ["demo", "--dataset", "dl19", "--depth", "10", "--threads", str(args.threads), "--save-runs", str(runs)]
     if not args.reuse:

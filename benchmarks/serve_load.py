@@ -26,7 +26,8 @@ import sys
 import threading
 import time
 
-from _common import cpu_name  # also sets the offline env defaults
+import _common  # noqa: F401  (sets the offline env defaults)
+from rankstack.hardware import cpu_model  # noqa: E402
 
 import numpy as np
 
@@ -178,7 +179,7 @@ def main(argv=None) -> int:
         f"batch size {args.batch_size}; server --max-wait-ms {args.max_wait_ms:g} --max-batch-docs {args.max_batch_docs}; "
         "no score cache",
         f"data DL19: each request one query + {args.docs} of its BM25 top-100 passages, POST /v1/rerank on loopback",
-        f"hardware {cpu_name()} x{os.cpu_count()} ({cpu_flags()}); client threads in the same machine",
+        f"hardware {cpu_model()} x{os.cpu_count()} ({cpu_flags()}); client threads in the same machine",
         f"load average (1/5/15 min) at start {load0[0]:.2f}/{load0[1]:.2f}/{load0[2]:.2f}, "
         f"at end {load1[0]:.2f}/{load1[1]:.2f}/{load1[2]:.2f}",
         "",

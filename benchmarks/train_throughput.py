@@ -20,7 +20,8 @@ import os
 import sys
 import time
 
-from _common import cpu_name  # also sets the offline env defaults
+import _common  # noqa: F401  (sets the offline env defaults)
+from rankstack.hardware import cpu_model  # noqa: E402
 
 
 def matmul_peak(dtype, threads: int, n: int = 2048, reps: int = 8) -> float:
@@ -62,7 +63,7 @@ def main() -> int:
 
     print("command: python " + " ".join(sys.argv))
     flags = sorted(f for f in cpu_flags() if f.startswith(("avx512_bf16", "amx", "avx2", "avx512f")))
-    print(f"hardware: {cpu_name()}, {os.cpu_count()} cpus, flags {' '.join(flags)}, torch {torch.__version__}, "
+    print(f"hardware: {cpu_model()}, {os.cpu_count()} cpus, flags {' '.join(flags)}, torch {torch.__version__}, "
           f"threads {args.threads}; load {os.getloadavg()}")
     peaks = {"float32": matmul_peak(torch.float32, args.threads), "bfloat16": matmul_peak(torch.bfloat16, args.threads)}
     print("matmul peak (2048^3, best of 8): " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peaks.items()))

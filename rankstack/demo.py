@@ -103,5 +103,5 @@ class _RunSaver:
         path = Path(self.folder) / f"{stem}.trec"
         write_run(run, path, name=stem)
         if reranker is not None:
-            write_run_metadata(path, run_metadata(reranker, run))
+            write_run_metadata(path, run_metadata(reranker, run.metadata))
         self.files.append(path.name)

@@ -82,13 +82,14 @@ def gguf_cache_dir(src: ModelSource) -> Path:
     return cache_root() / "models" / f"{f.stem}-{h}"
 
 
-def load_causal_lm(spec: str, dtype=None, device: str | None = None):
-    """(model, tokenizer) for a causal LM; GGUF goes through a dequantized cache."""
+def load_causal_lm(spec: str, dtype=None, device: str | None = None, attn_implementation: str | None = None):
+    """(model, tokenizer) for a causal LM; GGUF goes through a dequantized cache.
+    ``attn_implementation``: transformers' attention kernels (``sdpa``, ``eager``, ...)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if is_lora_adapter(spec):
-        return _load_lora(spec, dtype=dtype, device=device)
+        return _load_lora(spec, dtype=dtype, device=device, attn_implementation=attn_implementation)
     src = resolve(spec)
     path, kwargs = src.path, {}
     if src.gguf_file:
@@ -108,8 +109,10 @@ def load_causal_lm(spec: str, dtype=None, device: str | None = None):
             except OSError:
                 shutil.rmtree(tmp, ignore_errors=True)
         path = str(cache)
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
     try:
-        tok = AutoTokenizer.from_pretrained(path, **kwargs)
+        tok = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32, **kwargs)
     except OSError as e:
         raise RankstackError(f"cannot load model {spec!r}: {e}. Offline? Use a local folder, a .gguf file or an alias "
@@ -138,7 +141,7 @@ def is_lora_adapter(spec) -> bool:
     return Path(str(spec)).is_dir() and (Path(str(spec)) / "adapter_config.json").exists()
 
 
-def _load_lora(path: str, dtype=None, device: str | None = None):
+def _load_lora(path: str, dtype=None, device: str | None = None, attn_implementation: str | None = None):
     """Load the base model the adapter names (alias, folder, GGUF or hub id), apply the adapter
     and merge it, so inference runs a plain model. The adapter folder's tokenizer wins if it has one."""
     import json
@@ -151,7 +154,7 @@ def _load_lora(path: str, dtype=None, device: str | None = None):
     if not base:
         raise RankstackError(f"{path}/adapter_config.json names no base_model_name_or_path")
     log.info("LoRA adapter %s on base %s (merged on load)", path, base)
-    model, tok = load_causal_lm(base, dtype=dtype, device=None)
+    model, tok = load_causal_lm(base, dtype=dtype, device=None, attn_implementation=attn_implementation)
     model = PeftModel.from_pretrained(model, path).merge_and_unload()
     if (Path(path) / "tokenizer_config.json").exists():
         tok = AutoTokenizer.from_pretrained(path)

@@ -158,3 +158,87 @@ def test_auto_dtype_follows_the_cpu_flags(tiny_lm, tmp_path, monkeypatch):
     assert HFBackend(model=str(tmp_path / "m"), device="cpu").dtype == torch.float32
     assert HFBackend(model=str(tmp_path / "m"), device="cpu", dtype="bfloat16").dtype == torch.bfloat16
     assert HFBackend(model="tiny", model_obj=model, tokenizer=tok).dtype == torch.float32  # as the object is
+
+
+def test_token_budget_cuts_batches_without_changing_scores(tiny):
+    prompts, cands = _prompts(), ("yes", "no")
+    enc = tiny.encode_many(prompts)
+    ref = tiny.next_token_logprobs(prompts, cands)
+    tiny.batch_size, tiny.max_batch_tokens = 64, 160
+    try:
+        plan = tiny._plan(enc)
+        assert sorted(i for idx, _ in plan for i in idx) == list(range(len(prompts)))
+        for idx, n in plan:  # padded width (plus the prefix attended to) x prompts within the budget
+            assert len(idx) == 1 or max(len(enc[i]) - n for i in idx) * len(idx) + n * len(idx) <= 160
+        assert max(len(idx) for idx, _ in plan) > 1 and len(plan) > len(QUERIES)
+        got = tiny.next_token_logprobs(prompts, cands)
+    finally:
+        tiny.batch_size, tiny.max_batch_tokens = 4, None
+    assert np.abs(got - ref).max() < 1e-4
+
+
+def test_sdpa_attention_and_forward_counts(tiny):
+    from collections import Counter
+
+    assert tiny.model.config._attn_implementation == "sdpa"
+    assert tiny.batch_size == 4 and tiny.max_batch_tokens is None  # CPU defaults (no token budget)
+    prompts = _prompts()
+    enc = tiny.encode_many(prompts)
+    tiny.prefix_reuse = False
+    try:
+        before = Counter(tiny.stats)
+        tiny.next_token_logprobs(prompts, ("yes",))
+        d = Counter(tiny.stats)
+        d.subtract(before)
+    finally:
+        tiny.prefix_reuse = True
+    assert d["forward_tokens"] == sum(map(len, enc))  # every token once, padding apart
+    assert d["padded_tokens"] >= d["forward_tokens"]
+    assert d["attention_pairs"] == sum(len(x) * (len(x) + 1) // 2 for x in enc)
+    before = Counter(tiny.stats)
+    tiny.next_token_logprobs(prompts, ("yes",))
+    shared = Counter(tiny.stats)
+    shared.subtract(before)
+    saved_tokens = saved_pairs = 0  # each query's prefix runs once instead of once per prompt
+    last = None
+    for idx, n in tiny._plan(enc):
+        if n:
+            saved_tokens += len(idx) * n
+            saved_pairs += len(idx) * n * (n + 1) // 2
+            if enc[idx[0]][:n] != last:
+                last = enc[idx[0]][:n]
+                saved_tokens -= n
+                saved_pairs -= n * (n + 1) // 2
+    assert saved_tokens > 0
+    assert d["forward_tokens"] - shared["forward_tokens"] == saved_tokens
+    assert d["attention_pairs"] - shared["attention_pairs"] == saved_pairs
+
+
+def test_generate_trims_the_stop_string_tokens(smollm2):
+    from rankstack.rerankers.backends.base import tokens_for_text
+
+    tok = smollm2.tokenizer
+    dec = lambda ids: tok.decode(ids, skip_special_tokens=True)  # noqa: E731
+    ids = tok("The answer is 7</answer> and more", add_special_tokens=False)["input_ids"]
+    k = tokens_for_text(dec, ids + [tok.eos_token_id], "The answer is 7")
+    assert dec(ids[:k]) == "The answer is 7" and k < len(ids)
+    assert tokens_for_text(dec, ids + [tok.eos_token_id], dec(ids)) == len(ids)  # end-of-sequence dropped
+    out = smollm2.generate([Prompt.chat("Count from 1 to 9, separated by commas.")],
+                           SamplingParams(max_new_tokens=24, stop=("5",)))[0][0]
+    assert "5" not in out.text and len(out.tokens) == len(out.token_logprobs)
+    assert tok.convert_tokens_to_string(out.tokens).startswith(out.text) and "5" not in tok.convert_tokens_to_string(out.tokens)
+
+
+def test_generation_batches_respect_the_token_budget(tiny):
+    lengths = [30, 10, 50, 20, 40]
+    p = SamplingParams(n=2, temperature=1.0, max_new_tokens=20)
+    assert tiny._generate_batches(lengths, p) == [(0, [1, 3]), (2, [0, 4]), (4, [2])]  # 4 sequences a batch
+    tiny.max_batch_tokens = 170
+    try:
+        batches = tiny._generate_batches(lengths, p)
+    finally:
+        tiny.max_batch_tokens = None
+    assert [i for _, b in batches for i in b] == [1, 3, 0, 4, 2]
+    assert [off for off, _ in batches] == [0, 2, 3, 4]  # offsets (the seeds) follow the sorted order
+    for _, b in batches:  # KV tokens: (prompt width + new tokens) x sequences
+        assert len(b) == 1 or (max(lengths[i] for i in b) + 20) * len(b) * 2 <= 170

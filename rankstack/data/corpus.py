@@ -299,6 +299,9 @@ class SqliteDocStore(DocStore):
             raise FileNotFoundError(f"doc store not found: {self.path}")
         self._con = sqlite3.connect(self.path, check_same_thread=False)
 
+    def __reduce__(self):  # pickled as its path (a Ray actor on the same filesystem reopens it)
+        return (type(self), (self.path,))
+
     @classmethod
     def build(cls, docs: Iterable[Doc], path, batch: int = 10_000) -> SqliteDocStore:
         tmp = f"{path}.tmp"

@@ -166,12 +166,23 @@ def resolve_corpus(arg: str, store: str = "auto") -> DocStore:
 
 
 def resolve_run(arg: str) -> Run:
+    return read_run(resolve_run_path(arg))
+
+
+def resolve_run_path(arg: str) -> Path:
+    """A run file path, or the first-stage run file of a named dataset (read it block by block
+    with :func:`rankstack.data.trec.iter_run`)."""
     if arg in SPECS and not os.path.exists(arg):
-        ds = load_dataset(arg)
-        if ds.run is None:
+        spec = _spec(arg)
+        if spec.run is None:
             raise RankstackError(f"dataset {arg!r} ships no first-stage run; retrieve one (rankstack retrieve)")
-        return ds.run
-    return read_run(arg)
+        d = dataset_dir(arg)
+        if d is None:
+            d = download(arg)
+        return d / spec.run
+    if not os.path.exists(arg):
+        raise FileNotFoundError(f"run file not found: {arg}")
+    return Path(arg)
 
 
 def resolve_qrels(arg: str) -> Qrels:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,51 +27,148 @@ def _open(path):
 
 
 # --- runs ----------------------------------------------------------------------
+def _run_line(path, lineno, line: str) -> tuple[str, str, int, float, str]:
+    """``(qid, docid, rank, score, tag)`` of one run line, or a :class:`FormatError` naming the line."""
+    parts = line.split()
+    if len(parts) != 6:
+        raise FormatError(path, lineno, f"a run line has 6 fields (qid Q0 docid rank score tag), found {len(parts)}: {line.strip()!r}")
+    qid, _q0, docid, rank_s, score_s, tag = parts
+    try:
+        rank = int(rank_s)
+    except ValueError:
+        raise FormatError(path, lineno, f"rank {rank_s!r} is not an integer") from None
+    try:
+        score = float(score_s)
+    except ValueError:
+        raise FormatError(path, lineno, f"score {score_s!r} is not a number") from None
+    if math.isnan(score):
+        raise FormatError(path, lineno, "score is NaN")
+    return qid, docid, rank, score, tag
+
+
+def _ranking(path, qid: str, rows: list[tuple[int, int, str, float]]) -> Ranking:
+    """One query's rows ``(rank, lineno, docid, score)`` in rank order (file order breaks ties)."""
+    seen: dict[str, int] = {}
+    for _, lineno, docid, _ in rows:
+        if docid in seen:
+            raise FormatError(path, lineno, f"docid {docid!r} appears twice for query {qid} (first at line {seen[docid]})")
+        seen[docid] = lineno
+    rows.sort(key=lambda r: (r[0], r[1]))
+    return Ranking(qid, [ScoredDoc(d, s) for _, _, d, s in rows])
+
+
 def read_run(path) -> Run:
     """Read a TREC run. Keeps each query's file order (sorted by rank if ranks disagree)."""
     per_q: dict[str, list[tuple[int, int, str, float]]] = {}
-    seen: dict[str, dict[str, int]] = {}
     tag = None
     with _open(path) as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            parts = line.split()
-            if len(parts) != 6:
-                raise FormatError(path, lineno, f"a run line has 6 fields (qid Q0 docid rank score tag), found {len(parts)}: {line.strip()!r}")
-            qid, _q0, docid, rank_s, score_s, line_tag = parts
-            try:
-                rank = int(rank_s)
-            except ValueError:
-                raise FormatError(path, lineno, f"rank {rank_s!r} is not an integer") from None
-            try:
-                score = float(score_s)
-            except ValueError:
-                raise FormatError(path, lineno, f"score {score_s!r} is not a number") from None
-            if math.isnan(score):
-                raise FormatError(path, lineno, "score is NaN")
-            q_seen = seen.setdefault(qid, {})
-            if docid in q_seen:
-                raise FormatError(path, lineno, f"docid {docid!r} appears twice for query {qid} (first at line {q_seen[docid]})")
-            q_seen[docid] = lineno
+            qid, docid, rank, score, line_tag = _run_line(path, lineno, line)
             tag = tag or line_tag
             per_q.setdefault(qid, []).append((rank, lineno, docid, score))
-    run = Run(name=tag or Path(path).stem)
-    for qid, rows in per_q.items():
-        rows.sort(key=lambda r: (r[0], r[1]))
-        run[qid] = Ranking(qid, [ScoredDoc(d, s) for _, _, d, s in rows])
-    return run
+    return Run((_ranking(path, qid, rows) for qid, rows in per_q.items()), name=tag or Path(path).stem)
+
+
+@dataclass
+class RunGroup:
+    """One query's lines in a run file: ``lines`` (text, newline kept), the byte offsets
+    ``[start, end)`` they span and the 1-based line number of the first (None when the read
+    started mid-file: :meth:`lineno` counts it on demand)."""
+
+    qid: str
+    lines: list[str]
+    start: int
+    end: int
+    first_line: int | None
+
+    def ranking(self, path) -> Ranking:
+        base = self.first_line or _count_lines(path, self.start)
+        rows = []
+        for i, line in enumerate(self.lines):
+            qid, docid, rank, score, _ = _run_line(path, base + i, line)
+            rows.append((rank, base + i, docid, score))
+        return _ranking(path, self.qid, rows)
+
+    @property
+    def complete(self) -> bool:
+        """False when the last line has no newline (a write cut short)."""
+        return bool(self.lines) and self.lines[-1].endswith("\n")
+
+
+def _count_lines(path, offset: int) -> int:
+    with open(path, "rb") as f:
+        return f.read(offset).count(b"\n") + 1
+
+
+def run_groups(path, start: int = 0, end: int | None = None) -> Iterator[RunGroup]:
+    """The queries of a run file one at a time, in file order, reading only one query's lines
+    at a time (memory independent of the file's size). Reads the queries whose first line
+    starts at a byte offset in ``[start, end)``; ``start`` must be the start of a query's lines
+    (an offset this function returned, or 0).
+
+    The file must keep each query's lines together (as every TREC tool writes runs). A query
+    that comes back after other queries is a :class:`FormatError` naming the line: sort such a
+    file first with ``sort -s -k1,1 RUN`` (stable, so each query keeps its rank order), or read
+    it whole with :func:`read_run`. Checking this keeps each finished qid in a set (ids only,
+    about 70 bytes a query)."""
+    finished: set[str] = set()
+    cur: RunGroup | None = None
+    pos = start
+    lineno = 1 if start == 0 else None
+    with open(path, "rb") as f:
+        f.seek(start)
+        for raw in f:
+            line_start, pos = pos, pos + len(raw)
+            line = raw.decode("utf-8")
+            stripped = line.strip()
+            if stripped:
+                qid = stripped.split(None, 1)[0]
+                if cur is None or qid != cur.qid:
+                    if cur is not None:
+                        yield cur
+                        finished.add(cur.qid)
+                    if end is not None and line_start >= end:
+                        return
+                    if qid in finished:
+                        where = lineno or _count_lines(path, line_start)
+                        raise FormatError(path, where, f"query {qid!r} comes back after other queries: a run read "
+                                                       f"block by block needs each query's lines together; sort it "
+                                                       f"first (sort -s -k1,1 RUN > SORTED) or read it whole")
+                    cur = RunGroup(qid, [], line_start, line_start, lineno)
+                cur.lines.append(line)
+                cur.end = pos
+            if lineno is not None:
+                lineno += 1
+    if cur is not None:
+        yield cur
+
+
+def iter_run(path, start: int = 0, end: int | None = None) -> Iterator[Ranking]:
+    """A TREC run file read query by query (see :func:`run_groups`): the streaming
+    counterpart of :func:`read_run`, same checks, same order within a query."""
+    for g in run_groups(path, start, end):
+        yield g.ranking(path)
+
+
+def format_ranking(ranking: Ranking, tag: str) -> str:
+    """A ranking's TREC lines (ranks from 1, scores written exactly)."""
+    return "".join(f"{ranking.qid} Q0 {d.docid} {rank} {d.score!r} {tag}\n" for rank, d in enumerate(ranking.docs, 1))
+
+
+def check_tag(tag: str) -> str:
+    if not tag or any(c.isspace() for c in tag):
+        raise RankstackError(f"run tag {tag!r} is empty or contains whitespace")
+    return tag
 
 
 def write_run(run: Run, path, name: str | None = None) -> None:
-    tag = name or run.name or "rankstack"
-    if any(c.isspace() for c in tag):
-        raise RankstackError(f"run tag {tag!r} contains whitespace")
+    tag = check_tag(name or run.name or "rankstack")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
-        for qid, ranking in run.items():
-            for rank, d in enumerate(ranking.docs, 1):
-                f.write(f"{qid} Q0 {d.docid} {rank} {d.score!r} {tag}\n")
+        for ranking in run.values():
+            f.write(format_ranking(ranking, tag))
 
 
 # --- run metadata (a JSON sidecar beside the run file) ------------------------------

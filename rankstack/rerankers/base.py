@@ -144,17 +144,22 @@ class Reranker:
 
     name: str = "reranker"
     prompt_version: str = "1"
+    #: a picklable callable that builds this reranker again (set by ``load_reranker``): what a
+    #: Ray actor calls to load its own copy
+    factory: Callable[[], Reranker] | None = None
 
     def __init__(self, backend: Backend | None = None, *, max_doc_tokens: int | None = 512,
                  fusion: Fusion | float | None = None, cache: bool | str | ScoreCache | None = True,
-                 chunk_size: int = 64, progress: bool = True):
+                 chunk_size: int | None = None, progress: bool = True):
         self.backend = backend
         self.max_doc_tokens = max_doc_tokens
         self.fusion = Fusion(fusion) if isinstance(fusion, (int, float)) and not isinstance(fusion, bool) else fusion
         if cache is True:
             cache = default_cache_path()
         self.cache = ScoreCache(cache) if isinstance(cache, str) else (cache or None)
-        self.chunk_size = chunk_size
+        # requests per backend call, each call's answers committed to the cache before the next;
+        # None: the backend's own choice (vLLM takes a whole round, hf 64), 0: a whole round
+        self.chunk_size = chunk_size if chunk_size is not None else getattr(backend, "chunk_size", 64)
         self.progress = progress
         self.last_stats: Counter = Counter()
 
@@ -226,31 +231,77 @@ class Reranker:
         out = self._rerank_many({q.qid: q}, {q.qid: ds}, {q.qid: first})
         return out[q.qid].top(k)
 
-    def rerank_run(self, run: Run, queries: Mapping[str, Query], corpus: DocStore, depth: int = 100,
-                   name: str | None = None) -> Run:
-        """Rerank the top ``depth`` of every query; the rest keep first-stage order below them."""
+    def rerank_run(self, run: Run | str, queries: Mapping[str, Query], corpus: DocStore, depth: int = 100,
+                   name: str | None = None, *, block_queries: int | None = None, engine=None) -> Run:
+        """Rerank the top ``depth`` of every query; the rest keep first-stage order below them.
+
+        ``run``: a :class:`Run` or a TREC run file (read block by block). ``block_queries``:
+        queries per engine pass (default: all of an in-memory run at once; about 20,000
+        candidates a block for a file). ``engine``: where blocks run (default this process;
+        ``RayEngine(...)`` for a Ray cluster). For runs that do not fit in memory write the
+        output block by block with :meth:`rerank_run_to_file`."""
+        from rankstack.rerankers.stream import RerankJob, RunSource, default_block_queries, rerank_blocks
+
         if depth <= 0:
             raise RankstackError(f"depth must be > 0, got {depth}")
+        source = RunSource(run)
+        if block_queries is None and source.path:
+            block_queries = default_block_queries(depth)
+        job = RerankJob(source, queries, corpus, depth, block_queries, reranker=self, progress=self.progress)
+        t0 = time.perf_counter()
+        out = Run(name=name or self.name.replace(" ", "_"))
+        stats: Counter = Counter(requests=0, cache_hits=0, model_requests=0)
+        docs = 0
+        for ranked, st in rerank_blocks(job, engine):
+            stats.update(st)
+            for r in ranked:
+                out[r.qid] = r
+                docs += min(depth, len(r))
+        stats["wall_seconds"] = round(time.perf_counter() - t0, 3)
+        self.last_stats = stats
+        out.metadata = {"reranker": repr(self), "fingerprint": self.fingerprint(), "depth": depth,
+                        "queries": len(out), "docs": docs, **dict(stats)}
+        return out
+
+    def rerank_run_to_file(self, run: Run | str, queries: Mapping[str, Query], corpus: DocStore, out, depth: int = 100,
+                           name: str | None = None, *, block_queries: int | None = None, engine=None,
+                           resume: bool = True) -> dict:
+        """Rerank ``run`` into the TREC file ``out``, appending each finished block of
+        ``block_queries`` queries (flushed): memory stays that of one block. A killed call
+        repeated with the same arguments keeps the queries already in ``out`` and takes the rest
+        from the cache (``rankstack.rerankers.stream``). Returns the summary: queries, docs,
+        resumed_queries, requests, model_requests, cache_hits, parse counts, wall_seconds."""
+        from rankstack.rerankers.stream import RerankJob, RunSource, default_block_queries, rerank_to_file
+
+        if depth <= 0:
+            raise RankstackError(f"depth must be > 0, got {depth}")
+        job = RerankJob(RunSource(run), queries, corpus, depth, block_queries or default_block_queries(depth),
+                        reranker=self, progress=self.progress)
+        summary = rerank_to_file(job, out, identity=self.fingerprint(), tag=name or self.name.replace(" ", "_"),
+                                 engine=engine, resume=resume)
+        self.last_stats = Counter({k: v for k, v in summary.items() if k not in ("queries", "docs")})
+        return {"reranker": repr(self), "fingerprint": self.fingerprint(), "depth": depth, **summary}
+
+    def _rerank_block(self, rankings: Sequence[Ranking], queries: Mapping[str, Query], corpus: DocStore,
+                      depth: int) -> list[Ranking]:
+        """One engine pass over a block of first-stage rankings: the top ``depth`` of each
+        reranked, the rest kept below in first-stage order. Counts in ``self.last_stats``."""
         qs, docs, firsts = {}, {}, {}
-        for qid, ranking in run.items():
+        for ranking in rankings:
+            qid = ranking.qid
             if qid not in queries:
                 raise RankstackError(f"query {qid!r} of the run has no text in the queries given")
+            if qid in qs:
+                raise RankstackError(f"query {qid!r} appears twice in the run")
             qs[qid] = queries[qid]
             firsts[qid] = ranking.top(depth)
             docs[qid] = corpus.get_many(firsts[qid].docids)
-        t0 = time.perf_counter()
         reranked = self._rerank_many(qs, docs, firsts)
-        out = Run(name=name or self.name.replace(" ", "_"))
-        for qid, ranking in run.items():
-            head = reranked[qid]
+        out = []
+        for ranking in rankings:
+            head = reranked[ranking.qid]
             tail = ranking.docs[depth:]
-            if tail:
-                head = head.append_below(d.docid for d in tail)
-            out[qid] = head
-        stats = self.last_stats
-        stats["wall_seconds"] = round(time.perf_counter() - t0, 3)
-        out.metadata = {"reranker": repr(self), "fingerprint": self.fingerprint(), "depth": depth,
-                        "queries": len(qs), "docs": sum(len(v) for v in docs.values()), **dict(stats)}
+            out.append(head.append_below(d.docid for d in tail) if tail else head)
         return out
 
     # --- engine ----------------------------------------------------------------------------------
@@ -316,7 +367,8 @@ def execute_requests(requests: Sequence[Request], run: Callable[[list[Request]],
     """Answer ``requests`` (in order): from ``cache`` where it holds them, else through ``run`` (one
     homogeneous group of requests -> their results), in chunks of ``chunk_size``, each chunk
     committed to the cache before the next starts (an interrupted job resumes). Identical
-    requests run once. ``owners`` (a qid per request) go into the cache rows; ``stats`` counts
+    requests run once. ``chunk_size`` 0 or None hands each homogeneous group to ``run`` whole
+    (an engine with continuous batching wants every prompt at once). ``owners`` (a qid per request) go into the cache rows; ``stats`` counts
     requests, cache hits, model requests and generated tokens; ``bar`` (tqdm) advances per answer."""
     stats = stats if stats is not None else Counter()
     keys = [ScoreCache.digest(r.key()) for r in requests]
@@ -336,8 +388,9 @@ def execute_requests(requests: Sequence[Request], run: Callable[[list[Request]],
         seen.add(keys[i])
         todo.setdefault(r.group(), []).append(i)
     for idxs in todo.values():
-        for s in range(0, len(idxs), chunk_size):
-            chunk = idxs[s: s + chunk_size]
+        step = chunk_size or len(idxs)
+        for s in range(0, len(idxs), step):
+            chunk = idxs[s: s + step]
             out = run([requests[i] for i in chunk])
             stats["model_requests"] += len(chunk)
             if cache:

@@ -1,9 +1,9 @@
-"""CLI: ``rankstack rerank``: rerank a first-stage run and write a TREC run, with a summary."""
+"""CLI: ``rankstack rerank``: rerank a first-stage run into a TREC run block by block (resumable), in this
+process or on a Ray cluster, and print a summary."""
 
 from __future__ import annotations
 
 import logging
-import time
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +17,17 @@ def add_parsers(sub) -> None:
     add_reranker_args(p)
     p.add_argument("--depth", type=int, default=100, help="rerank the top DEPTH of each query (default 100)")
     p.add_argument("--queries-limit", type=int, default=None, help="only the first N queries of the run")
+    p.add_argument("--block-queries", type=int, default=None,
+                   help="queries per block: each block is reranked in one engine pass, appended to --out and flushed "
+                        "(default: about 20,000 candidates a block, i.e. 20000 / depth queries)")
+    p.add_argument("--no-resume", action="store_true",
+                   help="start --out over even when it holds the first queries of an interrupted run of this command")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="auto|ADDRESS",
+                   help="rerank on Ray: alone, a cluster on this machine; 'auto' joins the running cluster; "
+                        "or a cluster address (needs the ray extra)")
+    p.add_argument("--workers", type=int, default=1, help="--ray: reranker actors (model replicas)")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="--ray: GPUs per actor (1: one actor per GPU)")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0, help="--ray: CPUs per actor (its torch threads)")
     p.add_argument("--qrels", default=None, help="also print nDCG@10 against these qrels (file or dataset name)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_rerank)
@@ -38,7 +49,14 @@ def add_reranker_args(p, cache_default: bool = True) -> None:
     p.add_argument("--device", default=None, help="hf: cpu | cuda (default: cuda when available)")
     p.add_argument("--dtype", default=None, help="hf: float32 | bfloat16 | float16 (default: bf16 on CUDA; on CPU bf16 where the CPU has avx512_bf16/amx_bf16, else float32)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--batch-size", type=int, default=None, help="prompts per forward pass")
+    p.add_argument("--batch-size", type=int, default=None, help="prompts per forward pass (hf: at most)")
+    p.add_argument("--max-batch-tokens", type=int, default=None,
+                   help="hf: padded tokens per forward pass (default: 32768 on a GPU, unbounded on CPU)")
+    p.add_argument("--gpu-memory-utilization", type=float, default=None, help="vllm: share of GPU memory to take")
+    p.add_argument("--max-model-len", type=int, default=None, help="vllm: context length to allocate for")
+    p.add_argument("--tensor-parallel-size", type=int, default=None, help="vllm: GPUs one model is split over")
+    p.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other backend option (repeatable; JSON values), e.g. --backend-option quantization=awq")
     p.add_argument("--max-doc-tokens", type=int, default=None, help="cut passages to this many tokens")
     if cache_default:
         p.add_argument("--no-cache", action="store_true", help="do not read or write the score cache")
@@ -68,10 +86,10 @@ def parse_options(pairs: list[str]) -> dict:
     return out
 
 
-def reranker_from_args(args):
-    """Build the reranker the arguments describe (shared with benchmarks)."""
+def reranker_spec(args) -> tuple[tuple, dict]:
+    """``load_reranker``'s arguments for the command line's options: ``(args, kwargs)``."""
     from rankstack.errors import RankstackError
-    from rankstack.rerankers import Fusion, load_reranker
+    from rankstack.rerankers import Fusion
     from rankstack.rerankers.registry import reranker_class
 
     cls = reranker_class(args.reranker)
@@ -94,72 +112,97 @@ def reranker_from_args(args):
             options["batch_size"] = args.batch_size
         if args.device:
             options["device"] = args.device
-        if args.threads:
-            import torch
-
-            torch.set_num_threads(args.threads)
-        try:
-            return load_reranker(args.reranker, model=args.model, **options)
-        except TypeError as e:  # an option this reranker does not take
-            raise RankstackError(f"reranker {args.reranker!r}: {e}") from e
-    accepted = {"hf": ("device", "dtype", "threads", "batch_size"), "openai": ("base_url",), "vllm": ("dtype",)}
+        return (args.reranker, args.model), options
+    accepted = {"hf": ("device", "dtype", "threads", "batch_size", "max_batch_tokens"), "openai": ("base_url",),
+                "vllm": ("dtype", "gpu_memory_utilization", "max_model_len", "tensor_parallel_size")}
     bopts: dict = {}
-    for key in ("device", "dtype", "threads", "batch_size", "base_url"):
+    for key in ("device", "dtype", "threads", "batch_size", "max_batch_tokens", "base_url", "gpu_memory_utilization",
+                "max_model_len", "tensor_parallel_size"):
         val = getattr(args, key, None)
         if val is None:
             continue
         if key not in accepted.get(args.backend, ()):
             raise RankstackError(f"--{key.replace('_', '-')} does not apply to --backend {args.backend}")
         bopts[key] = val
+    bopts.update(parse_options(getattr(args, "backend_option", []) or []))
+    return (args.reranker, args.model, args.backend, bopts), options
+
+
+def reranker_from_args(args):
+    """Build the reranker the arguments describe (shared with benchmarks)."""
+    from rankstack.errors import RankstackError
+    from rankstack.rerankers import load_reranker
+
+    pos, options = reranker_spec(args)
+    if len(pos) == 2 and args.threads:  # a reranker without a backend runs torch itself
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
-        return load_reranker(args.reranker, model=args.model, backend=args.backend, backend_options=bopts, **options)
+        return load_reranker(*pos, **options)
     except TypeError as e:  # an option this reranker does not take (e.g. --method for listwise)
         raise RankstackError(f"reranker {args.reranker!r}: {e}") from e
 
 
-def run_metadata(reranker, run, **extra) -> dict:
+def run_metadata(built, metadata: dict, **extra) -> dict:
     """What goes into ``RUN.meta.json``: the run's own metadata (reranker, fingerprint, depth,
-    queries, docs, wall time, model calls, cache hits, ``parse_*`` counts) plus the model name."""
+    queries, docs, wall time, model calls, cache hits, ``parse_*`` counts) plus the model name
+    (``built``: the reranker object; None when built elsewhere, e.g. on Ray workers)."""
     from rankstack import __version__
 
-    backend = getattr(reranker, "backend", None)
-    model = getattr(backend, "model_id", None) or getattr(reranker, "model_name", None)
-    return {**run.metadata, "model": model, "rankstack": __version__, **extra}
+    backend = getattr(built, "backend", None)
+    model = getattr(backend, "model_id", None) or getattr(built, "model_name", None)
+    return {**metadata, "model": model, "rankstack": __version__, **extra}
 
 
 def cmd_rerank(args) -> int:
+    import functools
+    import hashlib
     import platform
 
-    from rankstack.data.datasets import SPECS, resolve_corpus, resolve_qrels, resolve_queries, resolve_run
-    from rankstack.data.trec import write_run, write_run_metadata
+    from rankstack.data.datasets import SPECS, resolve_corpus, resolve_qrels, resolve_queries, resolve_run_path
+    from rankstack.data.trec import read_run, write_run_metadata
     from rankstack.errors import RankstackError
-    from rankstack.types import Run
+    from rankstack.rerankers import load_reranker
+    from rankstack.rerankers.registry import reranker_class
+    from rankstack.rerankers.stream import RerankJob, RunSource, default_block_queries, rerank_to_file
 
     if args.depth <= 0:
         raise RankstackError(f"--depth must be > 0, got {args.depth}")
-    run = resolve_run(args.run)
-    if run is None:
-        raise RankstackError(f"{args.run!r} has no first-stage run; give a TREC run file")
+    if args.block_queries is not None and args.block_queries <= 0:
+        raise RankstackError(f"--block-queries must be > 0, got {args.block_queries}")
+    run_path = resolve_run_path(args.run)
     queries = resolve_queries(args.queries)
     corpus = resolve_corpus(args.corpus)
-    if args.queries_limit:
-        keep = list(run)[: args.queries_limit]
-        sub = Run(name=run.name)
-        for q in keep:
-            sub[q] = run[q]
-        run = sub
-    reranker = reranker_from_args(args)
-    t0 = time.perf_counter()
-    out = reranker.rerank_run(run, queries, corpus, depth=args.depth)
-    wall = time.perf_counter() - t0
-    write_run(out, args.out)
-    meta_path = write_run_metadata(args.out, run_metadata(reranker, out, first_stage=args.run))
-    md = out.metadata
+    source = RunSource(run_path, limit=args.queries_limit)
+    block = args.block_queries or default_block_queries(args.depth)
+    tag = reranker_class(args.reranker).name.replace(" ", "_")
+    if args.ray:
+        from rankstack.rerankers.ray_engine import RayEngine
+
+        pos, options = reranker_spec(args)
+        reranker = None
+        factory = functools.partial(load_reranker, *pos, **options)
+        described = f"{pos} {options}"
+        ident = (pos, sorted((k, v) for k, v in options.items() if k != "progress"))
+        identity = "ray:" + hashlib.sha256(repr(ident).encode()).hexdigest()[:24]
+        engine = RayEngine(None if args.ray == "local" else args.ray, workers=args.workers,
+                           gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker)
+    else:
+        reranker = reranker_from_args(args)
+        factory, engine, described, identity = None, None, repr(reranker), reranker.fingerprint()
+    job = RerankJob(source, queries, corpus, args.depth, block, reranker=reranker, factory=factory,
+                    progress=not args.no_progress)
+    md = rerank_to_file(job, args.out, identity=identity, tag=tag, engine=engine, resume=not args.no_resume)
+    wall = md["wall_seconds"]
     scored = int(md.get("docs", 0))
     fallbacks = {k: v for k, v in md.items() if k.startswith("parse_")}
-    print(f"reranked {args.run} with {reranker!r} on {platform.processor() or platform.machine()} -> {args.out} "
-          f"(+ {meta_path.name})")
-    print(f"queries {md.get('queries', 0)}  docs scored {scored}  wall {wall:.1f}s  docs/s {scored / max(wall, 1e-9):.2f}  "
+    meta_path = write_run_metadata(args.out, run_metadata(reranker, md, first_stage=args.run, depth=args.depth,
+                                                                 reranker=described, fingerprint=identity))
+    print(f"reranked {args.run} with {described} on {platform.processor() or platform.machine()}"
+          + (f" (Ray, {args.workers} workers)" if args.ray else "") + f" -> {args.out} (+ {meta_path.name})")
+    print(f"queries {md.get('queries', 0)}  resumed {md.get('resumed_queries', 0)}  docs scored {scored}  "
+          f"wall {wall:.1f}s  docs/s {scored / max(wall, 1e-9):.2f}  "
           f"requests {md.get('requests', 0)}  model calls {md.get('model_requests', 0)}  "
           f"cache hits {md.get('cache_hits', 0)}  parse fallbacks {sum(fallbacks.values())}"
           + (f" {fallbacks}" if fallbacks else ""))
@@ -168,8 +211,10 @@ def cmd_rerank(args) -> int:
 
         qrels = resolve_qrels(args.qrels)
         rel = SPECS[args.qrels].rel if args.qrels in SPECS else None
-        first = run.top(args.depth)
+        out = read_run(args.out)
+        first = read_run(run_path).top(args.depth)
+        first = type(first)((first[q] for q in out if q in first), name=first.name)
         per = {"first stage": evaluate(first, qrels, ["nDCG@10"], rel=rel, per_query=True),
-               out.name: evaluate(out, qrels, ["nDCG@10"], rel=rel, per_query=True)}
+               tag: evaluate(out, qrels, ["nDCG@10"], rel=rel, per_query=True)}
         print(format_table(per, baseline="first stage"))
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 
@@ -40,17 +41,23 @@ def load_reranker(name: str, model: str | None = None, backend="hf", backend_opt
     from rankstack.rerankers.backends import Backend, load_backend
 
     cls = reranker_class(name)
+    # how to build this reranker again elsewhere (a Ray actor); not when handed a built backend
+    factory = None if isinstance(backend, Backend) else functools.partial(
+        load_reranker, name, model, backend, dict(backend_options or {}), **options)
     options = {**saved_options(model, name), **options}
     if getattr(cls, "uses_backend", True):
         if isinstance(backend, Backend):
             be = backend
         else:
             be = load_backend(backend, model=model or "smollm2-135m", **(backend_options or {}))
-        return cls(be, **options)
-    sig = inspect.signature(cls)
-    if "model" in sig.parameters and model is not None:
-        options["model"] = model
-    return cls(**options)
+        rr = cls(be, **options)
+    else:
+        sig = inspect.signature(cls)
+        if "model" in sig.parameters and model is not None:
+            options["model"] = model
+        rr = cls(**options)
+    rr.factory = factory
+    return rr
 
 
 #: a trained model folder may say how its reranker was trained to be run (passage budget, method...)

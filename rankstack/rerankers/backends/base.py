@@ -76,6 +76,24 @@ class Completion:
         return float(sum(self.token_logprobs))
 
 
+def tokens_for_text(decode, ids: Sequence[int], text: str) -> int:
+    """How many leading generated tokens make up ``text``, the completion as returned (a stop
+    string or end-of-sequence token cut off): the fewest whose decoding covers it. A token that
+    straddles the end of ``text`` is kept (it wrote part of it). ``decode``: ids -> text."""
+    if not text:
+        return 0
+    if len(decode(list(ids))) < len(text):
+        return len(ids)
+    lo, hi = 1, len(ids)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if len(decode(list(ids[:mid]))) >= len(text):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
 class BackendError(RuntimeError):
     """The backend cannot do what was asked (e.g. no log-probs from this server)."""
 
@@ -86,6 +104,9 @@ class Backend(ABC):
     name: str = "backend"
     model_id: str = ""
     supports_logprobs: bool = True
+    #: requests per call the engine hands over (each call's answers are committed to the cache
+    #: before the next); 0: a whole round at once (an engine with continuous batching)
+    chunk_size: int = 64
 
     def fingerprint(self) -> str:
         """Identifies the model for caches: same fingerprint, same outputs."""

@@ -14,17 +14,29 @@
   ``benchmarks/cpu_dtype.py`` measures both). Pass ``dtype="float32"`` for scores that must
   not depend on the CPU kind. ``threads`` sets torch's CPU threads (on a shared machine fewer is
   faster).
+- attention through PyTorch's SDPA kernels (``attn_implementation="sdpa"``).
+- batches are cut by prompts (``batch_size``), by padded tokens (``max_batch_tokens``: a GPU
+  takes as many prompts as fit a token budget, 32,768 by default) and by padding waste
+  (``max_pad_ratio``); defaults differ on CPU (8 prompts, no token budget, 1.25) and GPU (256,
+  32,768, 1.5). Generation batches count, per sequence, the prompt plus ``max_new_tokens``
+  against the same budget (the KV cache they will hold).
+- on a GPU nothing is copied per prompt: a batch's ids go over in one copy, every index stays on
+  the device, and a call's log-probs come back in one copy at its end (generation: one per batch).
+- ``stats`` counts forward passes, real and padded tokens, and attention pairs (the sum over
+  computed tokens of the context each attends to), from which a benchmark computes FLOPs.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 
-from rankstack.rerankers.backends.base import Backend, BackendError, Completion, Prompt, SamplingParams
+from rankstack.rerankers.backends.base import (Backend, BackendError, Completion, Prompt, SamplingParams,
+                                               tokens_for_text)
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +54,10 @@ class HFBackend(Backend):
     name = "hf"
 
     def __init__(self, model: str = "smollm2-135m", device: str | None = None, dtype: str | None = "auto",
-                 batch_size: int = 8, threads: int | None = None, prefix_reuse: bool = True,
+                 batch_size: int | None = None, threads: int | None = None, prefix_reuse: bool = True,
                  max_length: int | None = None, model_obj=None, tokenizer=None, min_prefix: int = 16,
-                 max_pad_ratio: float = 1.25):
+                 max_pad_ratio: float | None = None, max_batch_tokens: int | None = None,
+                 attn_implementation: str | None = "sdpa"):
         import torch
 
         from rankstack.hardware import default_cpu_dtype
@@ -53,19 +66,24 @@ class HFBackend(Backend):
         if threads:
             torch.set_num_threads(int(threads))
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.dtype = _dtype(dtype) or _dtype("bfloat16" if self.device == "cuda" else default_cpu_dtype())
+        gpu = str(self.device).startswith("cuda")
+        self.dtype = _dtype(dtype) or _dtype("bfloat16" if gpu else default_cpu_dtype())
         if model_obj is not None and (dtype is None or dtype == "auto"):
             self.dtype = next(model_obj.parameters()).dtype  # a loaded model runs as it is
         if model_obj is not None:
             self.model, self.tokenizer = model_obj, tokenizer
             self.model.to(self.device)
+            if attn_implementation and hasattr(self.model, "set_attn_implementation"):
+                self.model.set_attn_implementation(attn_implementation)
         else:
-            self.model, self.tokenizer = load_causal_lm(model, dtype=self.dtype, device=self.device)
+            self.model, self.tokenizer = load_causal_lm(model, dtype=self.dtype, device=self.device,
+                                                        attn_implementation=attn_implementation)
         # a model object passed in is named by its weights, so two different objects never share cached scores
         self.model_id = str(model) if model_obj is None else f"{model}:{weights_digest(self.model)}"
         if model_obj is None and os.path.isdir(str(model)):  # a local folder (a trained adapter) may be rewritten
             self.model_id = f"{model}@{_folder_digest(str(model))}"
-        self.batch_size = batch_size
+        self.batch_size = int(batch_size or (256 if gpu else 8))
+        self.max_batch_tokens = max_batch_tokens if max_batch_tokens is not None else (32768 if gpu else None)
         self.prefix_reuse = prefix_reuse
         self._max_length = max_length
         if self.tokenizer.pad_token_id is None:
@@ -73,8 +91,10 @@ class HFBackend(Backend):
         self.tokenizer.padding_side = "left"
         self._cand_cache: dict[str, int] = {}
         self.min_prefix = min_prefix  # shorter shared prefixes are not worth a separate KV pass
-        self.max_pad_ratio = max_pad_ratio  # padded tokens / real tokens allowed in a batch (GPU: raise it)
+        # padded tokens / real tokens allowed in a batch (padding is compute thrown away on a CPU)
+        self.max_pad_ratio = max_pad_ratio or (1.5 if gpu else 1.25)
         self._head_w = None
+        self.stats: Counter = Counter()
 
     def fingerprint(self) -> str:
         return f"hf:{self.model_id}:{str(self.dtype).replace('torch.', '')}"
@@ -131,21 +151,30 @@ class HFBackend(Backend):
 
         pad = self.tokenizer.pad_token_id
         width = max(len(x) for x in batch_ids)
-        ids = torch.full((len(batch_ids), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch_ids), width), dtype=torch.long)
-        for i, x in enumerate(batch_ids):
-            ids[i, width - len(x):] = torch.tensor(x)
-            mask[i, width - len(x):] = 1
+        # built on the host as one tensor, sent in one copy
+        ids = torch.tensor([[pad] * (width - len(x)) + x for x in batch_ids], dtype=torch.long)
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in batch_ids], dtype=torch.long)
+        self._count(batch_ids, width)
+        ids, mask = ids.to(self.device, non_blocking=True), mask.to(self.device, non_blocking=True)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
-            out = self.model.get_decoder()(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                                           position_ids=pos.to(self.device), use_cache=False)
+            out = self.model.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
             return self._head_fp32(out.last_hidden_state[:, -1])
+
+    def _count(self, seqs: list[list[int]], width: int, prefix: int = 0) -> None:
+        """Forward passes, real and padded tokens, attention pairs (each computed token attends
+        to the ``prefix`` plus its own sequence up to itself)."""
+        st = self.stats
+        st["forward_passes"] += 1
+        st["forward_tokens"] += sum(len(x) for x in seqs)
+        st["padded_tokens"] += width * len(seqs)
+        st["attention_pairs"] += sum(len(x) * prefix + len(x) * (len(x) + 1) // 2 for x in seqs)
 
     def _prefix_cache(self, prefix: list[int]):
         """KV cache of ``prefix`` (batch 1), computed once per family of prompts."""
         import torch
 
+        self._count([prefix], len(prefix))
         with torch.inference_mode():
             out = self.model.get_decoder()(input_ids=torch.tensor([prefix], device=self.device), use_cache=True)
         return getattr(out, "cache", None) or out.past_key_values
@@ -161,22 +190,19 @@ class HFBackend(Backend):
         pad = self.tokenizer.pad_token_id
         b = len(suffixes)
         width = max(len(s) for s in suffixes)
-        ids = torch.full((b, width), pad, dtype=torch.long)
-        mask = torch.zeros((b, n + width), dtype=torch.long)
-        mask[:, :n] = 1
-        last = torch.zeros(b, dtype=torch.long)
-        for i, s in enumerate(suffixes):
-            ids[i, : len(s)] = torch.tensor(s)
-            mask[i, n: n + len(s)] = 1
-            last[i] = len(s) - 1
-        pos = torch.arange(n, n + width).unsqueeze(0).expand(b, -1)
+        ids = torch.tensor([s + [pad] * (width - len(s)) for s in suffixes], dtype=torch.long)
+        mask = torch.tensor([[1] * (n + len(s)) + [0] * (width - len(s)) for s in suffixes], dtype=torch.long)
+        last = torch.tensor([len(s) - 1 for s in suffixes], dtype=torch.long)
+        self._count(suffixes, width, prefix=n)
+        dev = self.device
+        ids, mask, last = (t.to(dev, non_blocking=True) for t in (ids, mask, last))
+        pos = torch.arange(n, n + width, device=dev).unsqueeze(0).expand(b, -1)
         cache = copy.deepcopy(prefix_cache)
         if b > 1:
             cache.batch_repeat_interleave(b)
         with torch.inference_mode():
-            out = dec(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                      position_ids=pos.to(self.device), use_cache=True, **{_cache_kwarg(dec): cache})
-            return self._head_fp32(out.last_hidden_state[torch.arange(b), last.to(self.device)])
+            out = dec(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **{_cache_kwarg(dec): cache})
+            return self._head_fp32(out.last_hidden_state[torch.arange(b, device=dev), last])
 
     def _last_logprobs(self, batch_ids: list[list[int]]):
         """Full-vocabulary log-probs (fp32) after each sequence of one batch (kept for callers)."""
@@ -222,22 +248,25 @@ class HFBackend(Backend):
             n = min(c, min(len(encoded[i]) for i in idx) - 1) if idx else 0
             if len(idx) >= max(2, min(bs, 4)) and n >= self.min_prefix:
                 idx = sorted(idx, key=lambda i: len(encoded[i]))
-                plan += [(b, n) for b in self._chunk(idx, [len(x) - n for x in encoded])]
+                plan += [(b, n) for b in self._chunk(idx, [len(x) - n for x in encoded], prefix=n)]
             else:
                 rest += idx
         rest.sort(key=lambda i: len(encoded[i]))
         plan += [(b, 0) for b in self._chunk(rest, [len(x) for x in encoded])]
         return plan
 
-    def _chunk(self, order: list[int], lengths: list[int]) -> list[list[int]]:
-        """Cut length-sorted indices into batches of at most ``batch_size`` whose padded size stays
-        within ``max_pad_ratio`` of their real tokens (padding is compute thrown away on a CPU)."""
+    def _chunk(self, order: list[int], lengths: list[int], prefix: int = 0) -> list[list[int]]:
+        """Cut length-sorted indices into batches of at most ``batch_size`` prompts whose padded
+        size stays within ``max_pad_ratio`` of their real tokens and, with ``max_batch_tokens``,
+        whose padded tokens (plus the ``prefix`` each one attends to) stay within that budget."""
         out: list[list[int]] = []
         cur: list[int] = []
         real = 0
+        budget = self.max_batch_tokens
         for i in order:
             n = lengths[i]
-            if cur and (len(cur) >= self.batch_size or n * (len(cur) + 1) > self.max_pad_ratio * (real + n)):
+            if cur and (len(cur) >= self.batch_size or n * (len(cur) + 1) > self.max_pad_ratio * (real + n)
+                        or (budget is not None and (n + prefix) * (len(cur) + 1) > budget)):
                 out.append(cur)
                 cur, real = [], 0
             cur.append(i)
@@ -264,11 +293,17 @@ class HFBackend(Backend):
         return self.tokenizer([self.render(p) for p in prompts], add_special_tokens=False)["input_ids"]
 
     def next_token_logprobs(self, prompts: Sequence[Prompt], candidates: Sequence[str]) -> np.ndarray:
-        cand_ids = [self.token_id(c) for c in candidates]
+        import torch
+
+        cand = torch.tensor([self.token_id(c) for c in candidates], dtype=torch.long, device=self.device)
         encoded = self.encode_many(prompts)
-        out = np.zeros((len(prompts), len(cand_ids)), dtype=np.float32)
-        for idx, lp in self._run_plan(encoded):
-            out[idx] = lp[:, cand_ids].cpu().numpy()
+        out = np.zeros((len(prompts), len(cand)), dtype=np.float32)
+        order, parts = [], []
+        for idx, lp in self._run_plan(encoded):  # results stay on the device until the call ends
+            order += idx
+            parts.append(lp.index_select(1, cand))
+        if parts:
+            out[order] = torch.cat(parts).cpu().numpy()
         return out
 
     def next_token_logprobs_full(self, prompts: Sequence[Prompt]) -> np.ndarray:
@@ -298,6 +333,25 @@ class HFBackend(Backend):
             cache[stop] = StoppingCriteriaList([StopStringCriteria(self.tokenizer, list(stop))])
         return cache[stop]
 
+    def _generate_batches(self, lengths: list[int], params: SamplingParams) -> list[tuple[int, list[int]]]:
+        """``(offset, indices)`` of length-sorted generation batches: at most ``batch_size``
+        sequences (``n`` per prompt) and, with ``max_batch_tokens``, at most that many tokens of
+        KV cache (prompt width + ``max_new_tokens``, per sequence)."""
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        bs = max(1, self.batch_size // max(1, params.n))
+        budget = self.max_batch_tokens
+        out: list[tuple[int, list[int]]] = []
+        cur: list[int] = []
+        for pos, i in enumerate(order):
+            rows = (len(cur) + 1) * params.n
+            if cur and (len(cur) >= bs or (budget is not None and (lengths[i] + params.max_new_tokens) * rows > budget)):
+                out.append((pos - len(cur), cur))
+                cur = []
+            cur.append(i)
+        if cur:
+            out.append((len(order) - len(cur), cur))
+        return out
+
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams = SamplingParams()) -> list[list[Completion]]:
         import torch
 
@@ -305,16 +359,10 @@ class HFBackend(Backend):
         results: list[list[Completion]] = [[] for _ in prompts]
         eos = self.tokenizer.eos_token_id
         pad = self.tokenizer.pad_token_id
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        bs = max(1, self.batch_size // max(1, params.n))
-        for s in range(0, len(order), bs):
-            idx = order[s: s + bs]
+        for s, idx in self._generate_batches([len(x) for x in encoded], params):
             width = max(len(encoded[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for r, i in enumerate(idx):
-                ids[r, width - len(encoded[i]):] = torch.tensor(encoded[i])
-                mask[r, width - len(encoded[i]):] = 1
+            ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in idx], dtype=torch.long)
+            mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in idx], dtype=torch.long)
             kwargs = dict(max_new_tokens=params.max_new_tokens, num_return_sequences=params.n,
                           return_dict_in_generate=True, output_logits=True, pad_token_id=pad)
             if params.temperature > 0:
@@ -329,13 +377,15 @@ class HFBackend(Backend):
             with torch.inference_mode():
                 out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kwargs)
             new = out.sequences[:, width:]
-            logits = torch.stack(out.logits, dim=1).float()  # (b*n, T, V), raw model logits
-            lps = torch.log_softmax(logits, dim=-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
-            for row in range(new.shape[0]):
+            # log-prob of each generated token from the raw logits, one step at a time (an fp32
+            # copy of every step's logits at once would double the largest tensor of the call)
+            lps = torch.stack([torch.log_softmax(step.float(), dim=-1).gather(-1, new[:, t: t + 1]).squeeze(-1)
+                               for t, step in enumerate(out.logits)], dim=1)
+            new_rows, lp_rows = new.tolist(), lps.tolist()  # one copy per batch, not one per token
+            for row in range(len(new_rows)):
                 toks, tlps = [], []
                 finish = "length"
-                for t in range(new.shape[1]):
-                    tid = int(new[row, t])
+                for t, tid in enumerate(new_rows[row]):
                     if tid == eos:
                         finish = "stop"
                         break
@@ -343,12 +393,14 @@ class HFBackend(Backend):
                         finish = "stop"
                         break
                     toks.append(tid)
-                    tlps.append(float(lps[row, t]))
+                    tlps.append(lp_rows[row][t])
                 text = self.tokenizer.decode(toks, skip_special_tokens=True)
                 for st in params.stop:
                     j = text.find(st)
                     if j >= 0:
                         text, finish = text[:j], "stop"
+                        k = tokens_for_text(lambda x: self.tokenizer.decode(x, skip_special_tokens=True), toks, text)
+                        toks, tlps = toks[:k], tlps[:k]  # the stop string's tokens are not the completion's
                 pieces = self.tokenizer.convert_ids_to_tokens(toks)
                 results[idx[row // params.n]].append(Completion(text, tlps, pieces, finish))
         return results
