@@ -74,6 +74,21 @@ class GenerateRequest:
 
 
 @dataclass(frozen=True)
+class LikelihoodRequest:
+    """Teacher-forced log-probs of ``continuation``'s tokens after ``prompt`` (query likelihood).
+    Result: ``list[float]``, one per continuation token."""
+
+    prompt: Prompt
+    continuation: str
+
+    def key(self) -> str:
+        return "ll\x1d" + self.prompt.key() + "\x1d" + self.continuation
+
+    def group(self) -> tuple:
+        return ("ll",)
+
+
+@dataclass(frozen=True)
 class PairRequest:
     """A (query, passage) pair for a scorer that is not a causal LM (cross-encoders). Result: float."""
 
@@ -111,7 +126,7 @@ class EmbedRequest:
         return np.frombuffer(base64.b64decode(value), dtype=np.float32)
 
 
-Request = LogprobRequest | GenerateRequest | PairRequest | EmbedRequest
+Request = LogprobRequest | GenerateRequest | LikelihoodRequest | PairRequest | EmbedRequest
 Program = Generator[list, list, Ranking]
 
 
@@ -144,6 +159,8 @@ class Reranker:
 
     name: str = "reranker"
     prompt_version: str = "1"
+    #: the model-specific template in use (:mod:`rankstack.rerankers.templates`), if any
+    model_template = None
 
     def __init__(self, backend: Backend | None = None, *, max_doc_tokens: int | None = 512,
                  fusion: Fusion | float | None = None, cache: bool | str | ScoreCache | None = True,
@@ -176,12 +193,17 @@ class Reranker:
             return [[float(x) for x in row] for row in arr]
         if isinstance(first, GenerateRequest):
             return self.backend.generate([r.prompt for r in requests], first.params)
+        if isinstance(first, LikelihoodRequest):
+            rows = self.backend.continuation_logprobs([r.prompt for r in requests], [r.continuation for r in requests])
+            return [[float(x) for x in row] for row in rows]
         raise RankstackError(f"{self.name}: cannot execute {type(first).__name__}")
 
     # --- identity ----------------------------------------------------------------------------
     def fingerprint(self) -> str:
         ident = {"reranker": self.name, "prompt_version": self.prompt_version,
                  "backend": self.backend.fingerprint() if self.backend else None, "params": self.params()}
+        if self.model_template is not None:
+            ident["template"] = self.model_template.id
         return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
     def __repr__(self) -> str:
@@ -251,6 +273,8 @@ class Reranker:
         stats["wall_seconds"] = round(time.perf_counter() - t0, 3)
         out.metadata = {"reranker": repr(self), "fingerprint": self.fingerprint(), "depth": depth,
                         "queries": len(qs), "docs": sum(len(v) for v in docs.values()), **dict(stats)}
+        if self.model_template is not None:
+            out.metadata["template"] = self.model_template.id
         return out
 
     # --- engine ----------------------------------------------------------------------------------
