@@ -16,9 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
-from _common import hardware_line  # also sets the offline env defaults
+from _common import dl19_top, hardware_line, timed_rerank  # also sets the offline env defaults
 
 
 def main(argv=None) -> int:
@@ -34,7 +33,6 @@ def main(argv=None) -> int:
 
     import torch
 
-    from rankstack.data import load_dataset
     from rankstack.eval import evaluate, format_table
     from rankstack.rerankers import load_reranker
     from rankstack.rerankers.backends import load_backend
@@ -43,10 +41,7 @@ def main(argv=None) -> int:
     from rankstack.types import Run
 
     torch.set_num_threads(args.threads)
-    ds = load_dataset("dl19")
-    qids = sorted(q for q in ds.run if q in ds.qrels)
-    qrels = {q: ds.qrels[q] for q in qids}
-    bm25 = Run({q: ds.run[q].top(args.depth) for q in qids}, name="bm25")
+    ds, qids, qrels, bm25 = dl19_top(args.depth)
     slow = qids[: args.slow_queries]
     bm25_slow = Run({q: bm25[q] for q in slow}, name="bm25")
     qrels_slow = {q: qrels[q] for q in slow}
@@ -58,17 +53,12 @@ def main(argv=None) -> int:
           f"training")
     print(hardware_line(), flush=True)
 
-    def timed(rr, run):
-        t0 = time.perf_counter()
-        out = rr.rerank_run(run, ds.queries, ds.corpus, depth=args.depth)
-        return out, time.perf_counter() - t0
-
     mvp = load_reranker("mvp", model=args.model, cache=False, progress=False)
     dense = load_reranker("dense", model="minilm-l6", cache=False, progress=False)
     per = {"BM25": evaluate(bm25, qrels, ["nDCG@10"], rel=ds.rel, per_query=True)}
     ext: dict = {"BM25": {}}
     for label, rr in (("dense MiniLM-L6 (MVP's teacher)", dense), ("MVP (MiniLM-L6, 4 views)", mvp)):
-        run, secs = timed(rr, bm25)
+        run, secs = timed_rerank(rr, bm25, ds, args.depth)
         per[label] = evaluate(run, qrels, ["nDCG@10"], rel=ds.rel, per_query=True)
         ext[label] = {"s/query": f"{secs / len(qids):.2f}"}
         print(f"# {label}: {secs:.1f} s for {len(qids)} queries; {run.metadata}", flush=True)
@@ -92,7 +82,7 @@ def main(argv=None) -> int:
     systems = {"MVP": mvp, "pointwise yes/no": PointwiseReranker(be, method="yesno", cache=False, progress=False),
                "FIRST (w=20, s=10)": FirstReranker(be, cache=False, progress=False)}
     for label, rr in systems.items():
-        run, secs = timed(rr, bm25_slow)
+        run, secs = timed_rerank(rr, bm25_slow, ds, args.depth)
         secs_by[label] = secs / len(slow)
         per[label] = evaluate(run, qrels_slow, ["nDCG@10"], rel=ds.rel, per_query=True)
         ext[label] = {"s/query": f"{secs / len(slow):.2f}", "model requests": str(run.metadata["model_requests"])}

@@ -13,9 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
-from _common import hardware_line  # also sets the offline env defaults
+from _common import dl19_top, hardware_line, timed_rerank  # also sets the offline env defaults
 
 
 def main(argv=None) -> int:
@@ -31,7 +30,6 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    from rankstack.data import load_dataset
     from rankstack.eval import evaluate, format_table
     from rankstack.rerankers.backends import load_backend
     from rankstack.rerankers.backends.hf import _common_prefix_len
@@ -42,10 +40,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     if os.path.exists(args.cache):
         os.remove(args.cache)
-    ds = load_dataset("dl19")
-    qids = sorted(q for q in ds.run if q in ds.qrels)[: args.queries]
-    qrels = {q: ds.qrels[q] for q in qids}
-    bm25 = Run({q: ds.run[q].top(args.depth) for q in qids}, name="bm25")
+    ds, qids, qrels, bm25 = dl19_top(args.depth, args.queries)
     pairs = sum(len(r) for r in bm25.values())
     be = load_backend("hf", model="smollm2-135m", dtype="float32", batch_size=args.batch_size)
     print(f"model smollm2-135m ({be.fingerprint()}), batch {args.batch_size}, prefix reuse on, torch threads "
@@ -59,9 +54,7 @@ def main(argv=None) -> int:
                "yes/no (SmolLM2)": PointwiseReranker(be, method="yesno", cache=args.cache),
                "QLM (SmolLM2)": PointwiseReranker(be, method="qlm", cache=args.cache)}
     for label, rr in systems.items():
-        t0 = time.perf_counter()
-        run = rr.rerank_run(bm25, ds.queries, ds.corpus, depth=args.depth)
-        secs = time.perf_counter() - t0
+        run, secs = timed_rerank(rr, bm25, ds, args.depth)
         md = run.metadata
         per[label] = evaluate(run, qrels, ["nDCG@10"], rel=ds.rel, per_query=True)
         ext[label] = {"pairs": str(md["docs"]), "model requests": str(md["model_requests"]),
@@ -87,11 +80,8 @@ def main(argv=None) -> int:
     rows = {}
     for reuse in (True, False):
         be.prefix_reuse = reuse
-        rr = PointwiseReranker(be, method="qlm", cache=False, progress=False)
-        t0 = time.perf_counter()
-        run = rr.rerank_run(sub, ds.queries, ds.corpus, depth=args.depth)
-        secs = time.perf_counter() - t0
-        rows[reuse] = (run, secs)
+        rows[reuse] = timed_rerank(PointwiseReranker(be, method="qlm", cache=False, progress=False), sub, ds,
+                                   args.depth)
     be.prefix_reuse = True
     a, b = rows[True][0], rows[False][0]
     diff = max(abs(a[q].scores()[d] - b[q].scores()[d]) for q in a for d in a[q].scores())

@@ -35,11 +35,11 @@ def main(argv=None) -> int:
 
     import torch
 
-    from rankstack.data import load_dataset, load_topics, read_run
+    from rankstack.data import load_dataset, read_run, read_topics
     from rankstack.training.mvp import mvp_lists, train_mvp
 
     torch.set_num_threads(args.threads)
-    queries = load_topics(os.path.join(args.data, args.queries))
+    queries = read_topics(os.path.join(args.data, args.queries))
     run = read_run(os.path.join(args.data, "candidates.trec"))
     teacher = os.path.join(args.data, "teacher.trec")
     corpus = load_dataset("dl19").corpus  # passages only
@@ -66,8 +66,8 @@ def main(argv=None) -> int:
                     time_budget=args.time_budget, seed=args.seed, logging_steps=50, use_cpu=True,
                     extra={"teacher": teacher, "queries": os.path.join(args.data, args.queries),
                            "run": os.path.join(args.data, "candidates.trec")})
-    steps = [h["step"] for h in res.log_history if "loss" in h]
-    print(f"trained {steps[-1] if steps else 0} steps in {res.seconds / 60:.1f} min ({res.seconds / max(1, steps[-1] if steps else 1):.2f} s/step); "
+    steps = max([h.get("step", 0) for h in res.log_history] or [0])
+    print(f"trained {steps} steps in {res.seconds / 60:.1f} min ({res.seconds / max(1, steps):.2f} s/step); "
           f"saved {res.output_dir}")
     print("step   loss     kl      orth")
     for h in res.log_history:

@@ -23,12 +23,7 @@ PASSAGES = ["Paris is the capital and largest city of France.", "Bees make honey
 QUERIES = ["what is the capital of france", "how do bees make honey", "flu symptoms", "q"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

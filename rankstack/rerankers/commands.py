@@ -17,7 +17,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--reranker", default="pointwise", help="registry name (pointwise, first, listwise, ...)")
     p.add_argument("--model", default=None, help="model: alias (smollm2-135m), hub id, local folder, .gguf, "
                                                  "LoRA adapter folder (default: the reranker's own)")
-    p.add_argument("--method", default=None, help="pointwise: yesno | score10 | erank | prorank")
+    p.add_argument("--method", default=None, help="pointwise: yesno | score10 | erank | prorank | qlm")
     p.add_argument("--instruction", default=None, help="replace the prompt's instruction text")
     p.add_argument("--depth", type=int, default=100, help="rerank the top DEPTH of each query (default 100)")
     p.add_argument("--fusion-weight", type=float, default=None,

@@ -33,7 +33,6 @@ Training: :mod:`rankstack.training.mvp` (listwise KL to teacher ranks + orthogon
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import math
@@ -47,7 +46,7 @@ import torch
 from torch import nn
 
 from rankstack.errors import RankstackError
-from rankstack.rerankers.base import Reranker
+from rankstack.rerankers.base import EmbedRequest, Reranker
 from rankstack.types import Doc, Query, Ranking
 
 log = logging.getLogger(__name__)
@@ -211,7 +210,8 @@ def load_mvp(spec: str = "minilm-l6", *, views: int = 4, heads: int = 4, max_len
 
 @dataclass(frozen=True)
 class ViewRequest:
-    """The view embeddings of one (query, passage) pair. Result: float32 array (m, d)."""
+    """The view embeddings of one (query, passage) pair. Result: float32 (m, d), cached as flat
+    float32 bytes (:class:`EmbedRequest`'s encoding; the reranker restores the shape)."""
 
     query: str
     passage: str
@@ -222,15 +222,8 @@ class ViewRequest:
     def group(self) -> tuple:
         return ("mvp",)
 
-    @staticmethod
-    def to_json(result) -> list:
-        arr = np.asarray(result, dtype=np.float32)
-        return [list(arr.shape), base64.b64encode(arr.tobytes()).decode("ascii")]
-
-    @staticmethod
-    def from_json(value) -> np.ndarray:
-        shape, data = value
-        return np.frombuffer(base64.b64decode(data), dtype=np.float32).reshape(shape)
+    to_json = staticmethod(EmbedRequest.to_json)
+    from_json = staticmethod(EmbedRequest.from_json)
 
 
 class MVPReranker(Reranker):
@@ -274,7 +267,8 @@ class MVPReranker(Reranker):
 
     def program(self, query: Query, docs: list[Doc], stats: Counter):
         views = yield [ViewRequest(query.text, d.text) for d in docs]
-        scores = self.score_views(np.stack(views))
+        m = self.model.config.views
+        scores = self.score_views(np.stack([np.asarray(v).reshape(m, -1) for v in views]))
         return Ranking.from_scores(query.qid, [(d.docid, float(s)) for d, s in zip(docs, scores)])
 
     def score_views(self, views: np.ndarray) -> np.ndarray:
