@@ -25,6 +25,18 @@ def data_dir() -> Path:
     return DATA
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a test module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``):
+    on a shared 2-core machine two threads oversubscribe and run 2-5x slower."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def dl19(data_dir):
     from rankstack.data import load_dataset

@@ -15,14 +15,7 @@ from rankstack.rerankers.cross_encoder import CrossEncoderReranker
 from rankstack.types import Run
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # a shared 2-core machine: two threads oversubscribe
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

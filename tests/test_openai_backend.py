@@ -162,6 +162,13 @@ def test_multi_token_candidate_is_rejected(chat, templated):
             be.next_token_logprobs([judge_prompt(*PAIRS[0])], ["Yes", "definitely not"])
 
 
+def test_query_likelihood_needs_echoed_prompt_logprobs(templated):
+    """llama.cpp's /completions ignores ``echo`` (it returns the generated token's log-prob only), so
+    query likelihood through it must fail loudly, never score the wrong tokens."""
+    with pytest.raises(BackendError, match="did not echo"):
+        templated.continuation_logprobs([judge_prompt(*PAIRS[0])], ["what is the capital of france"])
+
+
 def test_token_budget_via_server_tokenize_matches_local_tokenizer(chat, templated, llama_server):
     text = "Honey bees turn flower nectar into honey by evaporation in the hive. " * 5
     n = templated.count_tokens(text)

@@ -30,16 +30,7 @@ PAIRS = {"1110199": ("8160524", "128984"),  # wifi vs bluetooth | hydrogen liqui
 
 MIN_MARGIN = 0.1  # log-odds
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine two threads oversubscribe and run 2-5x slower."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _pair(dl19, q):

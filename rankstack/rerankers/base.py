@@ -74,6 +74,21 @@ class GenerateRequest:
 
 
 @dataclass(frozen=True)
+class LikelihoodRequest:
+    """Teacher-forced log-probs of ``continuation``'s tokens after ``prompt`` (query likelihood).
+    Result: ``list[float]``, one per continuation token."""
+
+    prompt: Prompt
+    continuation: str
+
+    def key(self) -> str:
+        return "ll\x1d" + self.prompt.key() + "\x1d" + self.continuation
+
+    def group(self) -> tuple:
+        return ("ll",)
+
+
+@dataclass(frozen=True)
 class PairRequest:
     """A (query, passage) pair for a scorer that is not a causal LM (cross-encoders). Result: float."""
 
@@ -111,7 +126,7 @@ class EmbedRequest:
         return np.frombuffer(base64.b64decode(value), dtype=np.float32)
 
 
-Request = LogprobRequest | GenerateRequest | PairRequest | EmbedRequest
+Request = LogprobRequest | GenerateRequest | LikelihoodRequest | PairRequest | EmbedRequest
 Program = Generator[list, list, Ranking]
 
 
@@ -147,6 +162,8 @@ class Reranker:
     #: a picklable callable that builds this reranker again (set by ``load_reranker``): what a
     #: Ray actor calls to load its own copy
     factory: Callable[[], Reranker] | None = None
+    #: the model-specific template in use (:mod:`rankstack.rerankers.templates`), if any
+    model_template = None
 
     def __init__(self, backend: Backend | None = None, *, max_doc_tokens: int | None = 512,
                  fusion: Fusion | float | None = None, cache: bool | str | ScoreCache | None = True,
@@ -181,12 +198,17 @@ class Reranker:
             return [[float(x) for x in row] for row in arr]
         if isinstance(first, GenerateRequest):
             return self.backend.generate([r.prompt for r in requests], first.params)
+        if isinstance(first, LikelihoodRequest):
+            rows = self.backend.continuation_logprobs([r.prompt for r in requests], [r.continuation for r in requests])
+            return [[float(x) for x in row] for row in rows]
         raise RankstackError(f"{self.name}: cannot execute {type(first).__name__}")
 
     # --- identity ----------------------------------------------------------------------------
     def fingerprint(self) -> str:
         ident = {"reranker": self.name, "prompt_version": self.prompt_version,
                  "backend": self.backend.fingerprint() if self.backend else None, "params": self.params()}
+        if self.model_template is not None:
+            ident["template"] = self.model_template.id
         return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
     def __repr__(self) -> str:
@@ -259,9 +281,15 @@ class Reranker:
                 docs += min(depth, len(r))
         stats["wall_seconds"] = round(time.perf_counter() - t0, 3)
         self.last_stats = stats
-        out.metadata = {"reranker": repr(self), "fingerprint": self.fingerprint(), "depth": depth,
-                        "queries": len(out), "docs": docs, **dict(stats)}
+        out.metadata = {**self.describe_run(depth), "queries": len(out), "docs": docs, **dict(stats)}
         return out
+
+    def describe_run(self, depth: int) -> dict:
+        """What a run's metadata says about how it was made: reranker, fingerprint, depth, template."""
+        md = {"reranker": repr(self), "fingerprint": self.fingerprint(), "depth": depth}
+        if self.model_template is not None:
+            md["template"] = self.model_template.id
+        return md
 
     def rerank_run_to_file(self, run: Run | str, queries: Mapping[str, Query], corpus: DocStore, out, depth: int = 100,
                            name: str | None = None, *, block_queries: int | None = None, engine=None,
@@ -280,7 +308,7 @@ class Reranker:
         summary = rerank_to_file(job, out, identity=self.fingerprint(), tag=name or self.name.replace(" ", "_"),
                                  engine=engine, resume=resume)
         self.last_stats = Counter({k: v for k, v in summary.items() if k not in ("queries", "docs")})
-        return {"reranker": repr(self), "fingerprint": self.fingerprint(), "depth": depth, **summary}
+        return {**self.describe_run(depth), **summary}
 
     def _rerank_block(self, rankings: Sequence[Ranking], queries: Mapping[str, Query], corpus: DocStore,
                       depth: int) -> list[Ranking]:

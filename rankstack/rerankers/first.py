@@ -29,6 +29,7 @@ from rankstack.errors import RankstackError
 from rankstack.rerankers.backends.base import Prompt
 from rankstack.rerankers.base import LogprobRequest
 from rankstack.rerankers.prompts.listwise import RANKZEPHYR, clean_passage, identifier, render_listwise
+from rankstack.rerankers.templates import resolve_template
 from rankstack.rerankers.window import SlidingWindowReranker
 from rankstack.types import Doc, Query
 
@@ -91,7 +92,9 @@ def plan_requests(paths: Sequence[tuple[str, ...]]) -> tuple[str, dict[str, list
 class FirstReranker(SlidingWindowReranker):
     """FIRST over a sliding window (window 20, step 10, top-100 by default).
 
-    Options: ``window``, ``step``, ``top_k``, ``passes``, ``shuffle``, ``seed``,
+    Options: ``template`` (``"first"``; ``None`` = chosen from the model id when the model is a
+    known FIRST model, ``"none"`` = off; the prompt is FIRST's either way), ``window``, ``step``,
+    ``top_k``, ``passes``, ``shuffle``, ``seed``,
     ``max_passage_tokens`` (100), ``ids`` ("alpha"; "numeric" only for windows <= 9, where every
     number is one token). Ties between letter scores keep the window order **[DEFAULT]**.
     """
@@ -99,8 +102,12 @@ class FirstReranker(SlidingWindowReranker):
     name = "first"
     prompt_version = RANKZEPHYR.id + "+first1"
 
-    def __init__(self, backend=None, *, window: int = 20, step: int = 10, top_k: int = 100, passes: int = 1,
-                 shuffle: bool = False, seed: int = 0, max_passage_tokens: int | None = 100, ids: str = "alpha", **kw):
+    def __init__(self, backend=None, *, template: str | None = None, window: int = 20, step: int = 10,
+                 top_k: int = 100, passes: int = 1, shuffle: bool = False, seed: int = 0,
+                 max_passage_tokens: int | None = 100, ids: str = "alpha", **kw):
+        mt = resolve_template("first", backend, template)
+        if mt is not None and ids != mt.options["ids"]:
+            raise RankstackError(f"ids={ids!r} contradicts the model template {mt.name!r} (ids {mt.options['ids']!r})")
         if ids == "alpha" and window > 26:
             raise RankstackError(f"FIRST's alphabetic ids allow windows of at most 26 passages, got {window}")
         if ids == "numeric" and window > 9:
@@ -113,6 +120,7 @@ class FirstReranker(SlidingWindowReranker):
                 "cannot provide; use the hf or vllm backend, or an OpenAI-compatible server that returns logprobs")
         super().__init__(backend, window=window, step=step, top_k=top_k, passes=passes, shuffle=shuffle, seed=seed,
                          max_passage_tokens=max_passage_tokens, **kw)
+        self.model_template = mt
         self.ids = ids
         self._plans: dict[int, tuple[str, dict[str, list[str]], list[tuple[str, ...]]]] = {}
 

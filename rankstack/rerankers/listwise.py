@@ -31,6 +31,7 @@ from rankstack.rerankers.backends.base import Prompt, SamplingParams
 from rankstack.rerankers.base import GenerateRequest
 from rankstack.rerankers.parsing import PermutationParser
 from rankstack.rerankers.prompts.listwise import RANKGPT, TEMPLATES, clean_passage, full_permutation, render_listwise
+from rankstack.rerankers.templates import resolve_template
 from rankstack.rerankers.window import SlidingWindowReranker
 from rankstack.types import Doc, Query
 
@@ -38,16 +39,23 @@ from rankstack.types import Doc, Query
 class ListwiseReranker(SlidingWindowReranker):
     """Sliding-window permutation generation.
 
-    Options: ``prompt`` ("rankzephyr" | "rankgpt" | "reasonrank"), ``window`` (20), ``step`` (10),
+    Options: ``prompt`` ("rankzephyr" | "rankgpt" | "reasonrank"; default rankzephyr, or the model
+    template's), ``template`` (``"rankzephyr"``/``"reasonrank"``; ``None`` = chosen from the model id
+    when the model is known, ``"none"`` = off), ``window`` (20), ``step`` (10),
     ``top_k`` (100), ``passes`` (1), ``shuffle`` (False), ``seed`` (0), ``max_passage_tokens`` (100),
     ``ids`` ("numeric" | "alpha"), ``reasoning_tokens`` (1024, ReasonRank only).
     """
 
     name = "listwise"
 
-    def __init__(self, backend=None, *, prompt: str = "rankzephyr", window: int = 20, step: int = 10,
-                 top_k: int = 100, passes: int = 1, shuffle: bool = False, seed: int = 0,
+    def __init__(self, backend=None, *, prompt: str | None = None, template: str | None = None, window: int = 20,
+                 step: int = 10, top_k: int = 100, passes: int = 1, shuffle: bool = False, seed: int = 0,
                  max_passage_tokens: int | None = 100, ids: str = "numeric", reasoning_tokens: int = 1024, **kw):
+        mt = resolve_template("listwise", backend, template)
+        if mt is not None and prompt is not None and prompt != mt.style:
+            raise RankstackError(f"prompt {prompt!r} contradicts the model template {mt.name!r} (prompt "
+                                 f"{mt.style!r}); pass template='none' to use another prompt with this model")
+        prompt = prompt or (mt.style if mt is not None else "rankzephyr")
         if prompt not in TEMPLATES:
             raise RankstackError(f"unknown listwise prompt {prompt!r}; choose from {', '.join(TEMPLATES)}")
         if ids not in ("numeric", "alpha"):
@@ -56,6 +64,7 @@ class ListwiseReranker(SlidingWindowReranker):
             raise RankstackError(f"alphabetic ids allow windows of at most 26 passages, got {window}")
         super().__init__(backend, window=window, step=step, top_k=top_k, passes=passes, shuffle=shuffle, seed=seed,
                          max_passage_tokens=max_passage_tokens, **kw)
+        self.model_template = mt
         self.prompt = prompt
         self.ids = ids
         self.reasoning = prompt == "reasonrank"

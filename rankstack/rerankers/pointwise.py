@@ -18,6 +18,13 @@
   **[DEFAULT]** and is counted in ``stats["parse_fallback"]``; a score outside 0-10 is clamped
   (``parse_clamped``); a score whose tokens cannot be found gets Pr = 1 (``parse_no_logprob``).
 - ``"prorank"``: logit("1") - logit("0") after ProRank's binary judgement prompt.
+- ``"qlm"``: query likelihood (UPR; METHODS.md section 11): the mean log-probability of the
+  query's tokens, teacher-forced after ``Passage: {d}\nPlease write a question based on this
+  passage.`` (the user turn of the chat template; the query is the assistant's answer). One
+  forward pass per pair, nothing to parse. Needs a backend with ``continuation_logprobs`` (hf,
+  vllm; an OpenAI-compatible server only if it echoes prompt log-probs). The passage comes
+  before the query, so the prefix the hf backend shares within a query is only the chat
+  template's head (system prompt + ``Passage:``); the ``qlm_dl19`` benchmark measures it.
 
 Prompts are the versioned templates of :mod:`rankstack.rerankers.prompts.pointwise`;
 ``instruction=`` and ``system=`` replace their defaults (both part of the cache fingerprint).
@@ -34,15 +41,16 @@ import numpy as np
 
 from rankstack.errors import RankstackError
 from rankstack.rerankers.backends.base import Completion, Prompt, SamplingParams
-from rankstack.rerankers.base import GenerateRequest, LogprobRequest, Reranker
+from rankstack.rerankers.base import GenerateRequest, LikelihoodRequest, LogprobRequest, Reranker
 from rankstack.rerankers.prompts import PromptTemplate
 from rankstack.rerankers.prompts.pointwise import TEMPLATES
+from rankstack.rerankers.templates import resolve_template
 from rankstack.types import Doc, Query, Ranking
 
 YES_FORMS = ("yes", "Yes", " yes", " Yes")
 NO_FORMS = ("no", "No", " no", " No")
 DIGITS = tuple(str(k) for k in range(10))
-METHODS = ("yesno", "score10", "erank", "prorank")
+METHODS = ("yesno", "score10", "erank", "prorank", "qlm")
 
 _ANSWER = re.compile(r"<answer>\s*(-?\d+)\s*(?:</answer>|$)", re.S)
 _ANY_INT = re.compile(r"-?\d+")
@@ -90,11 +98,14 @@ def parse_erank(c: Completion) -> tuple[float, str]:
 
 
 class PointwiseReranker(Reranker):
-    """One prompt per (query, passage); see the module docstring for the four methods.
+    """One prompt per (query, passage); see the module docstring for the five methods.
 
-    Options: ``method`` (yesno | score10 | erank | prorank), ``instruction``, ``system``
-    (yesno's judge system prompt; ``""`` = the model's default), ``template`` (a
-    :class:`PromptTemplate` replacing the method's), ``yes_forms``/``no_forms``, ``ten`` and
+    Options: ``method`` (yesno | score10 | erank | prorank | qlm; default yesno, or the model
+    template's), ``instruction``, ``system``
+    (yesno's judge system prompt; ``""`` = the model's default), ``template`` (a model template's
+    name such as ``"qwen3-reranker"`` or ``"erank"``; ``None`` = chosen from the model id when the
+    model is known, ``"none"`` = rankstack's prompts; or a :class:`PromptTemplate` replacing the
+    method's), ``yes_forms``/``no_forms``, ``ten`` and
     ``ten_threshold`` (score10), ``temperature``/``max_new_tokens``/``n``/``seed`` (erank), and the
     engine's ``max_doc_tokens``, ``fusion``, ``cache``, ``chunk_size``, ``progress``.
     """
@@ -102,20 +113,32 @@ class PointwiseReranker(Reranker):
     name = "pointwise"
     prompt_version = "1"
 
-    def __init__(self, backend=None, method: str = "yesno", *, instruction: str | None = None,
-                 system: str | None = None, template: PromptTemplate | None = None,
-                 yes_forms: tuple[str, ...] = YES_FORMS, no_forms: tuple[str, ...] = NO_FORMS,
+    def __init__(self, backend=None, method: str | None = None, *, instruction: str | None = None,
+                 system: str | None = None, template: PromptTemplate | str | None = None,
+                 yes_forms: tuple[str, ...] | None = None, no_forms: tuple[str, ...] | None = None,
                  ten: str = "two_token", ten_threshold: float = 1e-3, temperature: float = 0.0,
                  max_new_tokens: int = 512, n: int = 1, seed: int | None = 0, **engine):
         super().__init__(backend, **engine)
+        mt = None if isinstance(template, PromptTemplate) else resolve_template("pointwise", backend, template)
+        method = method or (mt.options["method"] if mt else "yesno")
         if method not in METHODS:
             raise RankstackError(f"pointwise: unknown method {method!r}; one of {', '.join(METHODS)}")
         if ten not in ("two_token", "approx"):
             raise RankstackError(f"pointwise: ten must be 'two_token' or 'approx', got {ten!r}")
+        if mt is not None and method not in mt.prompts:
+            raise RankstackError(f"pointwise: template {mt.name!r} has no prompt for method {method!r} "
+                                 f"(its methods: {', '.join(mt.prompts)})")
+        opts = mt.options if mt is not None else {}
+        yes_forms = opts.get("yes_forms", YES_FORMS) if yes_forms is None else yes_forms
+        no_forms = opts.get("no_forms", NO_FORMS) if no_forms is None else no_forms
         if not yes_forms or not no_forms:
             raise RankstackError("pointwise: yes_forms and no_forms must not be empty")
         self.method = method
-        self.template = template or TEMPLATES[method]
+        self.model_template = mt
+        if mt is not None:
+            self.template = mt.prompts[method]
+        else:
+            self.template = template if isinstance(template, PromptTemplate) else TEMPLATES[method]
         self.slots: dict[str, str] = {}
         if instruction is not None:
             self.slots["instruction"] = instruction
@@ -152,6 +175,9 @@ class PointwiseReranker(Reranker):
             scores = [self._diff(r[0], r[1], stats) for r in rows]
         elif self.method == "score10":
             scores = yield from self._score10(prompts, stats)
+        elif self.method == "qlm":
+            rows = yield [LikelihoodRequest(p, query.text) for p in prompts]
+            scores = [self._mean_logprob(r, stats) for r in rows]
         else:
             scores = yield from self._erank(prompts, stats)
         return Ranking.from_scores(query.qid, [(d.docid, s) for d, s in zip(docs, scores)])
@@ -162,6 +188,13 @@ class PointwiseReranker(Reranker):
             stats["parse_no_candidates"] += 1  # neither answer among the backend's top log-probs
             return 0.0
         return max(-1e4, min(1e4, a - b))  # one side -inf (top-k backends): a large finite margin
+
+    @staticmethod
+    def _mean_logprob(row, stats: Counter) -> float:
+        if not row:  # an empty query has no tokens to score
+            stats["qlm_empty_query"] += 1
+            return 0.0
+        return float(np.mean(row))
 
     def _yesno(self, prompts, stats):
         cands = self.yes_forms + self.no_forms

@@ -18,6 +18,7 @@ RERANKERS: dict[str, str] = {
     "setwise": "rankstack.rerankers.setwise:SetwiseReranker",
     "cross_encoder": "rankstack.rerankers.cross_encoder:CrossEncoderReranker",
     "dense": "rankstack.rerankers.dense:DenseReranker",
+    "mvp": "rankstack.rerankers.mvp:MVPReranker",
 }
 
 

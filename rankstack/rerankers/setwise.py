@@ -24,6 +24,7 @@ from rankstack.rerankers.base import GenerateRequest, Reranker
 from rankstack.rerankers.parsing import extract_answer
 from rankstack.rerankers.prompts.setwise import SETWISE, SETWISE_DIRECT, format_documents
 from rankstack.rerankers.seeds import derive_seed
+from rankstack.rerankers.templates import resolve_template
 from rankstack.types import Doc, Query, Ranking
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,8 @@ class SetwiseReranker(Reranker):
         max_doc_tokens: passages cut to this many tokens (**[DEFAULT]** 128).
         reasoning: ``False`` gives an empty ``<think>`` and ``<answer>[`` so the model only writes the
             label, rankstack's cheap variant for small models (**[DEFAULT]** ``True``, the paper's prompt).
+        template: ``"rank-r1"`` (the released Rank-R1 v0.1 models' prompt, the paper's); ``None`` = chosen
+            from the model id when the model is known, ``"none"`` = off.
 
     ``run.metadata`` reports ``comparisons`` and ``generated_tokens``; unparsed answers are
     ``parse_failed`` (the parent won), lenient reads ``parse_repaired``/``parse_no_answer_tag``.
@@ -136,10 +139,17 @@ class SetwiseReranker(Reranker):
 
     def __init__(self, backend=None, *, k: int = 10, num_child: int = 19, temperature: float = 0.0,
                  top_p: float = 1.0, top_k: int = 0, max_new_tokens: int = 512, seed: int = 0,
-                 shuffle: bool = True, max_doc_tokens: int | None = 128, reasoning: bool = True, **kw):
+                 shuffle: bool = True, max_doc_tokens: int | None = 128, reasoning: bool | None = None,
+                 template: str | None = None, **kw):
         if k < 1 or num_child < 1:
             raise RankstackError("k and num_child must be >= 1")
         super().__init__(backend, max_doc_tokens=max_doc_tokens, **kw)
+        mt = resolve_template("setwise", backend, template)
+        if mt is not None and reasoning is not None and reasoning != mt.options["reasoning"]:
+            raise RankstackError(f"reasoning={reasoning} contradicts the model template {mt.name!r}; pass "
+                                 "template='none' to use rankstack's direct variant with this model")
+        reasoning = mt.options["reasoning"] if mt is not None else (True if reasoning is None else reasoning)
+        self.model_template = mt
         self.k, self.num_child = k, num_child
         self.temperature, self.top_p, self.top_k = temperature, top_p, top_k
         self.max_new_tokens, self.seed, self.shuffle = max_new_tokens, seed, shuffle

@@ -1,4 +1,4 @@
-"""CLI: ``rankstack train sft|grpo|distill`` and ``rankstack generate-queries``."""
+"""CLI: ``rankstack train sft|grpo|distill|mvp`` and ``rankstack generate-queries``."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("train", help="fine-tune a reranker: SFT or GRPO (LoRA) on examples from qrels + a run")
-    tsub = p.add_subparsers(dest="train_command", metavar="{sft,grpo}")
+    tsub = p.add_subparsers(dest="train_command", metavar="{sft,grpo,mvp}")
 
     s = tsub.add_parser("sft", help="supervised fine-tuning (TRL SFTTrainer; loss on the completion)")
     _data_args(s)
@@ -106,6 +106,29 @@ def add_parsers(sub) -> None:
     d.add_argument("--threads", type=int, default=None)
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=cmd_distill)
+
+    v = tsub.add_parser("mvp", help="train an MVP reranker (multi-view, non-generative) on a teacher's ranks")
+    v.add_argument("--queries", required=True, help="topics file or dataset name (the training queries)")
+    v.add_argument("--run", required=True, help="first-stage run: each query's candidates")
+    v.add_argument("--corpus", required=True, help="corpus file or dataset name")
+    v.add_argument("--teacher", required=True, help="teacher: a run file or NAME:MODEL (e.g. dense:minilm-l6)")
+    v.add_argument("--model", default="minilm-l6", help="backbone (alias, BERT folder) or an MVP folder")
+    v.add_argument("--output", "-o", required=True, help="folder for the trained model")
+    v.add_argument("--depth", type=int, default=100)
+    v.add_argument("--list-size", type=int, default=16)
+    v.add_argument("--top", type=int, default=8, help="teacher's top candidates always in a list")
+    v.add_argument("--samples", type=int, default=1, help="lists per query")
+    v.add_argument("--epochs", type=float, default=1.0)
+    v.add_argument("--max-steps", type=int, default=-1)
+    v.add_argument("--lr", type=float, default=3e-5)
+    v.add_argument("--anchor-lr", type=float, default=1e-3)
+    v.add_argument("--temperature", type=float, default=0.8)
+    v.add_argument("--orth-weight", type=float, default=0.1)
+    v.add_argument("--max-length", type=int, default=256)
+    v.add_argument("--time-budget", type=float, default=None, help="stop after this many seconds")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--threads", type=int, default=None)
+    v.set_defaults(func=cmd_mvp)
 
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
 
@@ -277,3 +300,22 @@ def cmd_generate_queries(args) -> int:
           f"{args.output}.dropped.tsv): {json.dumps(stats)}")
     return 0
 
+
+def cmd_mvp(args) -> int:
+    from rankstack.data.datasets import resolve_corpus, resolve_queries, resolve_run
+    from rankstack.training.mvp import mvp_lists, train_mvp
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    queries, run, corpus = resolve_queries(args.queries), resolve_run(args.run), resolve_corpus(args.corpus)
+    lists = mvp_lists(run, args.teacher, queries, corpus, depth=args.depth, list_size=args.list_size, top=args.top,
+                      samples=args.samples, seed=args.seed, qids=[q for q in run if q in queries])
+    print(f"lists: {len(lists)} from {len(set(lists['qid']))} queries; teacher {args.teacher}")
+    res = train_mvp(lists, model=args.model, output_dir=args.output, max_length=args.max_length, epochs=args.epochs,
+                    max_steps=args.max_steps, learning_rate=args.lr, anchor_lr=args.anchor_lr,
+                    temperature=args.temperature, orth_weight=args.orth_weight, time_budget=args.time_budget,
+                    seed=args.seed, extra={"teacher": args.teacher, "queries": args.queries, "run": args.run})
+    _summary(res, "loss")
+    return 0

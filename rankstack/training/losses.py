@@ -9,6 +9,8 @@ target permutation) or as ``labels`` (graded relevance, higher = better).
 - :func:`listnet_loss` — cross-entropy between softmax(gold) and softmax(scores).
 - :func:`lambdarank_loss` — RankNet with each pair weighted by |delta nDCG| of swapping it in the
   current order.
+- :func:`orthogonality_loss` — MVP's view diversity term: mean squared cosine between different
+  view embeddings of the same candidate.
 - :class:`FirstLoss` — ``L = L_LM + 10 * L_rank``: the LM loss on the target tokens plus a ranking
   loss on the identifier-letter logits at the position that predicts the first identifier. A
   ``compute_loss_func`` for TRL's ``SFTTrainer``: it needs nothing but the labels, reading the
@@ -105,6 +107,22 @@ def lambdarank_loss(scores, ranks=None, labels=None, mask=None, k: int | None = 
         idcg = (ideal * idisc).sum(-1, keepdim=True).clamp(min=1e-10)
         delta = (gain[:, :, None] - gain[:, None, :]).abs() * (disc[:, :, None] - disc[:, None, :]).abs() / idcg[:, :, None]
     return ranknet_loss(scores, labels=gold, mask=mask, pair_weights=delta)
+
+
+def orthogonality_loss(views, mask=None):
+    """MVP's orthogonality loss: the mean over candidates of the squared cosine similarity between
+    each pair of different view embeddings of the candidate (0 when its views are orthogonal).
+    ``views`` (..., m, d), e.g. (B, n, m, d); ``mask`` (B, n) selects the real candidates."""
+    v = F.normalize(views.float(), dim=-1)
+    m = v.shape[-2]
+    if m < 2:
+        return v.sum() * 0.0
+    gram = v @ v.transpose(-1, -2)
+    off = gram - torch.eye(m, device=v.device)
+    per = off.pow(2).sum((-1, -2)) / (m * (m - 1))
+    if mask is not None:
+        per = per[mask.bool()]
+    return per.mean() if per.numel() else v.sum() * 0.0
 
 
 RANK_LOSSES = {"ranknet": ranknet_loss, "listnet": listnet_loss, "lambdarank": lambdarank_loss}

@@ -1,9 +1,11 @@
 """The backend interface: a reranker builds prompts and parses outputs; a backend runs them.
 
-Two calls cover every paradigm:
+Two calls cover almost every paradigm:
 - :meth:`Backend.next_token_logprobs` — one forward pass per prompt, log-probabilities of a
   few candidate next tokens (yes/no, score digits, FIRST's letters, ProRank's 0/1);
-- :meth:`Backend.generate` — sampled or greedy completions with token log-probs.
+- :meth:`Backend.generate` — sampled or greedy completions with token log-probs;
+and a third for query likelihood: :meth:`Backend.continuation_logprobs` — one teacher-forced
+forward pass per (prompt, continuation), the log-prob of every continuation token.
 """
 
 from __future__ import annotations
@@ -138,3 +140,10 @@ class Backend(ABC):
     @abstractmethod
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams = SamplingParams()) -> list[list[Completion]]:
         """``params.n`` completions for each prompt (a list per prompt, in prompt order)."""
+
+    def continuation_logprobs(self, prompts: Sequence[Prompt], continuations: Sequence[str]) -> list[np.ndarray]:
+        """Teacher-forced log-probabilities of each continuation's tokens after its rendered prompt
+        (the prompt's chat template with the generation prompt, then the continuation): one float32
+        array per pair, one value per continuation token (empty for an empty continuation)."""
+        raise BackendError(f"the {self.name} backend cannot score continuations (query likelihood); "
+                           "use the hf or vllm backend, or an OpenAI-compatible server with echo + logprobs")

@@ -143,10 +143,12 @@ class HFBackend(Backend):
         if self._head_w is None:
             w = self.model.get_output_embeddings().weight
             self._head_w = w if w.dtype == torch.float32 else w.detach().float()
-        return torch.log_softmax(torch.nn.functional.linear(h.float(), self._head_w), dim=-1)
+        with torch.inference_mode():
+            return torch.log_softmax(torch.nn.functional.linear(h.float(), self._head_w), dim=-1)
 
-    def _padded_logprobs(self, batch_ids: list[list[int]]):
-        """Left-padded batch, no prefix sharing: log-probs (fp32, full vocab) after each sequence."""
+    def _padded_hidden(self, batch_ids: list[list[int]], take: list[list[int]] | None = None):
+        """Left-padded batch, no prefix sharing: the decoder's hidden states at positions ``take[i]``
+        of each sequence (default: its last position), rows concatenated in order."""
         import torch
 
         pad = self.tokenizer.pad_token_id
@@ -157,9 +159,16 @@ class HFBackend(Backend):
         self._count(batch_ids, width)
         ids, mask = ids.to(self.device, non_blocking=True), mask.to(self.device, non_blocking=True)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        take = take or [[len(x) - 1] for x in batch_ids]
+        rows = [i for i, t in enumerate(take) for _ in t]
+        cols = [width - len(x) + p for x, t in zip(batch_ids, take) for p in t]
         with torch.inference_mode():
             out = self.model.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
-            return self._head_fp32(out.last_hidden_state[:, -1])
+            return out.last_hidden_state[rows, cols]
+
+    def _padded_logprobs(self, batch_ids: list[list[int]]):
+        """Log-probs (fp32, full vocab) after each sequence of a left-padded batch."""
+        return self._head_fp32(self._padded_hidden(batch_ids))
 
     def _count(self, seqs: list[list[int]], width: int, prefix: int = 0) -> None:
         """Forward passes, real and padded tokens, attention pairs (each computed token attends
@@ -179,9 +188,10 @@ class HFBackend(Backend):
             out = self.model.get_decoder()(input_ids=torch.tensor([prefix], device=self.device), use_cache=True)
         return getattr(out, "cache", None) or out.past_key_values
 
-    def _suffix_logprobs(self, prefix_cache, n: int, suffixes: list[list[int]]):
+    def _suffix_hidden(self, prefix_cache, n: int, suffixes: list[list[int]], take: list[list[int]] | None = None):
         """Every suffix against a copy of the prefix's KV cache (right padding keeps the prefix at
-        positions 0..n-1): each prompt pays only for its own tokens."""
+        positions 0..n-1): each prompt pays only for its own tokens. Hidden states at positions
+        ``take[i]`` (whole-sequence coordinates, all >= ``n``; default: the last), rows concatenated."""
         import copy
 
         import torch
@@ -192,17 +202,23 @@ class HFBackend(Backend):
         width = max(len(s) for s in suffixes)
         ids = torch.tensor([s + [pad] * (width - len(s)) for s in suffixes], dtype=torch.long)
         mask = torch.tensor([[1] * (n + len(s)) + [0] * (width - len(s)) for s in suffixes], dtype=torch.long)
-        last = torch.tensor([len(s) - 1 for s in suffixes], dtype=torch.long)
+        take = take or [[n + len(s) - 1] for s in suffixes]
+        rows = [i for i, t in enumerate(take) for _ in t]
+        cols = [p - n for t in take for p in t]
         self._count(suffixes, width, prefix=n)
         dev = self.device
-        ids, mask, last = (t.to(dev, non_blocking=True) for t in (ids, mask, last))
+        ids, mask = (t.to(dev, non_blocking=True) for t in (ids, mask))
         pos = torch.arange(n, n + width, device=dev).unsqueeze(0).expand(b, -1)
         cache = copy.deepcopy(prefix_cache)
         if b > 1:
             cache.batch_repeat_interleave(b)
         with torch.inference_mode():
             out = dec(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **{_cache_kwarg(dec): cache})
-            return self._head_fp32(out.last_hidden_state[torch.arange(b, device=dev), last])
+            return out.last_hidden_state[rows, cols]
+
+    def _suffix_logprobs(self, prefix_cache, n: int, suffixes: list[list[int]]):
+        """Log-probs (fp32, full vocab) after each suffix, run against the prefix's KV cache."""
+        return self._head_fp32(self._suffix_hidden(prefix_cache, n, suffixes))
 
     def _last_logprobs(self, batch_ids: list[list[int]]):
         """Full-vocabulary log-probs (fp32) after each sequence of one batch (kept for callers)."""
@@ -212,8 +228,10 @@ class HFBackend(Backend):
             return self._suffix_logprobs(self._prefix_cache(batch_ids[0][:n]), n, [x[n:] for x in batch_ids])
         return self._padded_logprobs(batch_ids)
 
-    def _plan(self, encoded: list[list[int]]):
+    def _plan(self, encoded: list[list[int]], limits: Sequence[int] | None = None):
         """Batches as ``(indices, prefix_len)``; ``prefix_len`` 0 means a plain left-padded batch.
+        ``limits[i]``: the longest shared prefix sequence ``i`` may run against (default: all but its
+        last token; a continuation's first scored position must stay in the suffix).
 
         With ``prefix_reuse``, prompts are sorted as token sequences, so prompts sharing a prefix
         sit together; the sorted list is split into *families* (e.g. all passages of one query:
@@ -243,9 +261,10 @@ class HFBackend(Backend):
                 families.append((order[lo:hi], c))
 
         split(0, len(order))
+        limits = limits if limits is not None else [len(x) - 1 for x in encoded]
         plan, rest = [], []
         for idx, c in families:
-            n = min(c, min(len(encoded[i]) for i in idx) - 1) if idx else 0
+            n = min(c, min(limits[i] for i in idx)) if idx else 0
             if len(idx) >= max(2, min(bs, 4)) and n >= self.min_prefix:
                 idx = sorted(idx, key=lambda i: len(encoded[i]))
                 plan += [(b, n) for b in self._chunk(idx, [len(x) - n for x in encoded], prefix=n)]
@@ -275,17 +294,20 @@ class HFBackend(Backend):
             out.append(cur)
         return out
 
-    def _run_plan(self, encoded: list[list[int]]):
-        """Yield ``(indices, log-probs)`` per batch, reusing one prefix cache per family."""
+    def _run_plan(self, encoded: list[list[int]], take: list[list[int]] | None = None,
+                  limits: Sequence[int] | None = None):
+        """Yield ``(indices, hidden states)`` per batch, reusing one prefix cache per family: the
+        states at positions ``take[i]`` of each sequence (default: its last), rows concatenated."""
         cached_prefix, cache = None, None
-        for idx, n in self._plan(encoded):
+        for idx, n in self._plan(encoded, limits):
+            sub = [take[i] for i in idx] if take is not None else None
             if n:
                 prefix = encoded[idx[0]][:n]
                 if prefix != cached_prefix:
                     cached_prefix, cache = prefix, self._prefix_cache(prefix)
-                yield idx, self._suffix_logprobs(cache, n, [encoded[i][n:] for i in idx])
+                yield idx, self._suffix_hidden(cache, n, [encoded[i][n:] for i in idx], sub)
             else:
-                yield idx, self._padded_logprobs([encoded[i] for i in idx])
+                yield idx, self._padded_hidden([encoded[i] for i in idx], sub)
 
     def encode_many(self, prompts: Sequence[Prompt]) -> list[list[int]]:
         if not prompts:
@@ -299,9 +321,9 @@ class HFBackend(Backend):
         encoded = self.encode_many(prompts)
         out = np.zeros((len(prompts), len(cand)), dtype=np.float32)
         order, parts = [], []
-        for idx, lp in self._run_plan(encoded):  # results stay on the device until the call ends
+        for idx, h in self._run_plan(encoded):  # results stay on the device until the call ends
             order += idx
-            parts.append(lp.index_select(1, cand))
+            parts.append(self._head_fp32(h).index_select(1, cand))
         if parts:
             out[order] = torch.cat(parts).cpu().numpy()
         return out
@@ -310,12 +332,44 @@ class HFBackend(Backend):
         """Full-vocabulary next-token log-probs (for callers that need many candidates)."""
         encoded = self.encode_many(prompts)
         out = None
-        for idx, lp in self._run_plan(encoded):
-            lp = lp.cpu().numpy()
+        for idx, h in self._run_plan(encoded):
+            lp = self._head_fp32(h).cpu().numpy()
             if out is None:
                 out = np.zeros((len(prompts), lp.shape[1]), dtype=np.float32)
             out[idx] = lp
         return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+    def continuation_logprobs(self, prompts: Sequence[Prompt], continuations: Sequence[str]) -> list[np.ndarray]:
+        """Teacher-forced log-probs of each continuation's tokens after its rendered prompt, one
+        forward pass per pair, batched and prefix-shared like :meth:`next_token_logprobs` (the
+        shared prefix stops before each prompt's last token, so every scored position is computed
+        in the batch); the fp32 head runs at the continuation's positions only. The continuation
+        is tokenized on its own (no special tokens) and appended to the prompt's tokens."""
+        import torch
+
+        if len(prompts) != len(continuations):
+            raise BackendError(f"{len(prompts)} prompts but {len(continuations)} continuations")
+        heads = self.encode_many(prompts)
+        tails = self.tokenizer(list(continuations), add_special_tokens=False)["input_ids"] if len(prompts) else []
+        out: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(prompts)
+        live = [i for i, t in enumerate(tails) if t]  # an empty continuation has no tokens to score
+        for i in live:
+            if not heads[i]:
+                raise BackendError("continuation_logprobs: a prompt rendered to no tokens; nothing predicts the "
+                                   "continuation's first token")
+        encoded = [heads[i] + tails[i] for i in live]
+        take = [list(range(len(heads[i]) - 1, len(heads[i]) + len(tails[i]) - 1)) for i in live]
+        limits = [len(heads[i]) - 1 for i in live]
+        for idx, h in self._run_plan(encoded, take, limits):
+            lp = self._head_fp32(h)
+            target = torch.tensor([t for j in idx for t in tails[live[j]]], device=lp.device)
+            vals = lp.gather(1, target.unsqueeze(1)).squeeze(1).cpu().numpy().astype(np.float32)
+            pos = 0
+            for j in idx:
+                n = len(tails[live[j]])
+                out[live[j]] = vals[pos: pos + n]
+                pos += n
+        return out
 
     def _batches(self, encoded: list[list[int]]):
         """Index batches in the order they run (see :meth:`_plan`)."""

@@ -287,6 +287,42 @@ class OpenAIBackend(Backend):
                         missing, out.size, k)
         return out
 
+    # --- continuation log-probs (query likelihood) ------------------------------------------
+    def continuation_logprobs(self, prompts: Sequence[Prompt], continuations: Sequence[str]) -> list[np.ndarray]:
+        """Teacher-forced log-probs of each continuation through ``/completions`` with ``echo`` and
+        ``logprobs`` (the prompt's own tokens scored; vLLM serve supports it). The prompt is
+        rendered here (completions mode or a local tokenizer), the continuation appended, and the
+        echoed tokens that start at or after the continuation's first character are its tokens. A
+        server that does not echo prompt log-probs (llama.cpp's server, most hosted chat APIs)
+        raises :class:`BackendError`."""
+        if len(prompts) != len(continuations):
+            raise BackendError(f"{len(prompts)} prompts but {len(continuations)} continuations")
+        if not self.local_template:
+            raise BackendError("continuation_logprobs needs the prompt rendered here and sent to /completions: "
+                               f"give OpenAIBackend a tokenizer (the HF path or alias of {self.model_id}) or "
+                               "mode='completions'")
+
+        def one(pair) -> np.ndarray:
+            prompt, cont = pair
+            if not cont:
+                return np.zeros(0, dtype=np.float32)
+            head = self.render(prompt)
+            text = head + cont
+            resp = self._call(self.client.completions.create, "completion echo logprobs", model=self.model_id,
+                              prompt=text, max_tokens=1, temperature=0.0, echo=True, logprobs=1,
+                              extra_body=self.extra_body or None)
+            lp = (resp.model_dump()["choices"][0].get("logprobs") or {})
+            offsets, values = lp.get("text_offset") or [], lp.get("token_logprobs") or []
+            picked = [v for o, v in zip(offsets, values) if len(head) <= o < len(text)]
+            if not offsets or not picked or len(values) < 2 or any(v is None for v in picked):
+                raise BackendError(
+                    f"{self.base_url} did not echo the prompt's token log-probs (/completions with echo=True, "
+                    f"logprobs=1) for {self.model_id}: query likelihood needs a server that does (vLLM serve), or "
+                    "the hf/vllm backend")
+            return np.asarray(picked, dtype=np.float32)
+
+        return self._map(one, list(zip(prompts, continuations)), "continuation logprobs")
+
     def _check_single_tokens(self, cands: list[str]) -> None:
         """A candidate must be one token (checked with the local tokenizer or the server's /tokenize;
         without either it cannot be checked)."""

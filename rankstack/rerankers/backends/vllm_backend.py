@@ -241,6 +241,26 @@ class VLLMBackend(Backend):
                         missing, out.size, mode)
         return out
 
+    def continuation_logprobs(self, prompts: Sequence[Prompt], continuations: Sequence[str]) -> list[np.ndarray]:
+        """Teacher-forced log-probs of each continuation from vLLM's ``prompt_logprobs`` (the prompt's
+        own tokens, scored in the prefill; prefix caching shares the rendered template head)."""
+        if len(prompts) != len(continuations):
+            raise BackendError(f"{len(prompts)} prompts but {len(continuations)} continuations")
+        heads = [self.encode(p) for p in prompts]
+        tails = [self.tokenizer(c, add_special_tokens=False)["input_ids"] if c else [] for c in continuations]
+        out = [np.zeros(0, dtype=np.float32) for _ in prompts]
+        live = [i for i, t in enumerate(tails) if t]
+        if not live:
+            return out
+        sp = self._vllm.SamplingParams(n=1, temperature=0.0, max_tokens=1, prompt_logprobs=0)
+        inputs = [{"prompt_token_ids": heads[i] + tails[i]} for i in live]
+        for i, res in zip(live, self.llm.generate(inputs, sp, use_tqdm=self.progress and len(inputs) >= 16)):
+            steps = (res.prompt_logprobs or [])[len(heads[i]):]
+            if len(steps) != len(tails[i]) or any(s is None or t not in s for s, t in zip(steps, tails[i])):
+                raise BackendError("vLLM returned no prompt log-probs (SamplingParams(prompt_logprobs=0) was ignored)")
+            out[i] = np.asarray([float(s[t].logprob) for s, t in zip(steps, tails[i])], dtype=np.float32)
+        return out
+
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams = SamplingParams()) -> list[list[Completion]]:
         if not len(prompts):
             return []

@@ -1,7 +1,8 @@
-"""Pointwise prompts (METHODS.md sections 2 and 7), one (query, passage) per prompt.
+"""Pointwise prompts (METHODS.md sections 2, 7 and 11), one (query, passage) per prompt.
 
-Every template puts the query before the passage, so the prompts of one query share a
-token prefix (system prompt + instruction + query) that the ``hf`` backend runs once.
+Every judging template puts the query before the passage, so the prompts of one query share a
+token prefix (system prompt + instruction + query) that the ``hf`` backend runs once. The query
+likelihood prompt (``QLM``) cannot: the query is what it scores, so it comes after the passage.
 Slots: ``query``, ``document``, and ``instruction`` (a default, configurable). Changing any
 text here means bumping the template's ``version`` (it is part of the cache fingerprint).
 """
@@ -61,4 +62,27 @@ PRORANK = PromptTemplate(
                              "(0 for not relevant, 1 for relevant)."},
 )
 
-TEMPLATES = {"yesno": YESNO, "score10": SCORE10, "erank": ERANK, "prorank": PRORANK}
+#: Qwen3-Reranker (Qwen/Qwen3-Reranker-0.6B/4B/8B model card): its judge system prompt, the
+#: ``<Instruct>/<Query>/<Document>`` user turn and an empty think block as the assistant's start;
+#: the next token is "yes" or "no" (score: log p(yes) - log p(no)).
+QWEN3_RERANKER = PromptTemplate(
+    name="pointwise.qwen3_reranker",
+    version="1",
+    system=('Judge whether the Document meets the requirements based on the Query and the Instruct provided. '
+            'Note that the answer can only be "yes" or "no".'),
+    user="<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {document}",
+    assistant_prefix="<think>\n\n</think>\n\n",
+    defaults={"instruction": "Given a web search query, retrieve relevant passages that answer the query"},
+)
+
+#: Query likelihood (UPR; METHODS.md section 11): the passage and UPR's instruction in the user
+#: turn; the query is the assistant's answer, scored token by token (teacher-forced). The model's
+#: own default system prompt is kept (none given here).
+QLM = PromptTemplate(
+    name="pointwise.qlm",
+    version="1",
+    user="Passage: {document}\n{instruction}",
+    defaults={"instruction": "Please write a question based on this passage."},
+)
+
+TEMPLATES = {"yesno": YESNO, "score10": SCORE10, "erank": ERANK, "prorank": PRORANK, "qlm": QLM}
