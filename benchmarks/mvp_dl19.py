@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 
-from _common import dl19_top, hardware_line, timed_rerank  # also sets the offline env defaults
+from _common import command_line, dl19_top, hardware_line, timed_rerank  # also sets the offline env defaults
 
 
 def main(argv=None) -> int:
@@ -28,6 +28,7 @@ def main(argv=None) -> int:
     ap.add_argument("--slow-queries", type=int, default=5, help="queries for the FIRST / yes/no latency runs")
     ap.add_argument("--qlm-cache", default=os.path.join(os.environ["RANKSTACK_CACHE"], "bench_qlm_dl19.sqlite"))
     args = ap.parse_args(argv)
+    print(command_line(), flush=True)
 
     import json
 

@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 
-from _common import dl19_top, hardware_line, timed_rerank  # also sets the offline env defaults
+from _common import command_line, dl19_top, hardware_line, timed_rerank  # also sets the offline env defaults
 
 
 def main(argv=None) -> int:
@@ -26,6 +26,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reuse-queries", type=int, default=3, help="queries for the prefix reuse on/off measurement")
     ap.add_argument("--cache", default=os.path.join(os.environ["RANKSTACK_CACHE"], "bench_qlm_dl19.sqlite"))
     args = ap.parse_args(argv)
+    print(command_line(), flush=True)
 
     import numpy as np
     import torch
