@@ -165,7 +165,8 @@ class RayEngine:
             else:
                 rows = [_row(r, job.queries) for r in src.rankings()]
                 ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // n)))
-            ds = ds.map_batches(RerankActor, batch_size=n, concurrency=self.workers, num_cpus=self.cpus_per_worker,
+            pool = ray.data.ActorPoolStrategy(size=self.workers)  # a fixed pool (``concurrency=`` is deprecated)
+            ds = ds.map_batches(RerankActor, batch_size=n, compute=pool, num_cpus=self.cpus_per_worker,
                                 num_gpus=self.gpus_per_worker or None, batch_format="default",
                                 fn_constructor_kwargs={"factory": factory, "corpus": job.corpus, "depth": job.depth,
                                                        "threads": max(1, int(self.cpus_per_worker))})
