@@ -74,15 +74,16 @@ def test_registry_strings_and_dot_similarity(encoder):
 
 
 @pytest.mark.slow
-def test_dl19_top100_all_queries_beats_bm25(encoder, dl19, tmp_path):
-    """The whole DL19 BM25 top-100 (4,297 passages): MiniLM reranking is ~0.64 nDCG@10, BM25 0.5058."""
+def test_dl19_top20_all_queries_beats_bm25(encoder, dl19, tmp_path):
+    """All 43 DL19 queries, BM25 top-20 (860 pairs; top-100 takes minutes and is in
+    benchmarks/dense_dl19.py): MiniLM reranking gives 0.5932 nDCG@10 (distill_dl19 results), BM25 0.5058."""
     out = tmp_path / "dense.trec"
     assert main(["rerank", "--run", "dl19", "--queries", "dl19", "--corpus", "dl19", "--reranker", "dense",
-                 "--model", "minilm-l6", "--depth", "100", "--no-cache", "--no-progress", "--out", str(out)]) == 0
+                 "--model", "minilm-l6", "--depth", "20", "--no-cache", "--no-progress", "--out", str(out)]) == 0
     run = read_run(out)
     assert len(run) == 43
     ndcg = evaluate(run, dl19.qrels, ["nDCG@10"], rel=2)["nDCG@10"]
     bm25 = evaluate(dl19.run, dl19.qrels, ["nDCG@10"], rel=2)["nDCG@10"]
     assert bm25 == pytest.approx(0.5058, abs=1e-4)
-    assert 0.60 < ndcg < 0.70, ndcg
+    assert 0.57 < ndcg < 0.62, ndcg
     assert np.isfinite([d.score for r in run.values() for d in r.docs]).all()
