@@ -27,7 +27,7 @@ import time
 import urllib.error
 import urllib.request
 
-import _common  # noqa: F401  (sets the offline env defaults)
+from _common import command_line  # also sets the offline env defaults
 from rankstack.hardware import cpu_model  # noqa: E402
 from serve_load import CHILD_ENV, HERE, cpu_flags, metric, write_result
 
@@ -137,14 +137,14 @@ def main(argv=None) -> int:
         case("request over the 5 s timeout (SLEEP7)", 504, call(url, "/v1/rerank", {**ok, "query": "SLEEP7 " + query}))
         time.sleep(2.5)  # the worker finishes that pass
 
-        hangups0 = metric(url, 'rankstack_requests_total{route="/v1/rerank",status="499"}')
+        hangups0 = metric(url, 'rankstack_requests_total{route="/v1/rerank",status="499"}', key=KEY)
         body = json.dumps({"query": query, "documents": docs}).encode()
         hang_up(url, post_head("/v1/rerank", len(body)), body, send=20, wait=0.3)
         time.sleep(0.3)
-        got = metric(url, 'rankstack_requests_total{route="/v1/rerank",status="499"}') - hangups0
+        got = metric(url, 'rankstack_requests_total{route="/v1/rerank",status="499"}', key=KEY) - hangups0
         case("client hanging up mid-body", "499 (server side)", (499 if got == 1 else 0, f"counted {got:g}"))
 
-        docs0 = metric(url, "rankstack_batch_documents_sum")
+        docs0 = metric(url, "rankstack_batch_documents_sum", key=KEY)
         slow = threading.Thread(target=lambda: out.__setitem__("slow2", call(url, "/v1/rerank", {**ok, "query": "SLEEP2 " + query})))
         slow.start()
         time.sleep(0.3)
@@ -152,8 +152,8 @@ def main(argv=None) -> int:
         hang_up(url, post_head("/v1/rerank", len(body)), body, send=len(body), wait=0.5)
         slow.join()
         time.sleep(0.3)
-        scored = metric(url, "rankstack_batch_documents_sum") - docs0
-        got = metric(url, 'rankstack_requests_total{route="/v1/rerank",status="499"}') - hangups0 - 1
+        scored = metric(url, "rankstack_batch_documents_sum", key=KEY) - docs0
+        got = metric(url, 'rankstack_requests_total{route="/v1/rerank",status="499"}', key=KEY) - hangups0 - 1
         case("client hanging up while queued", "499, slot freed",
              (499 if got == 1 and scored == len(docs) else 0, f"documents scored {scored:g} (the slow request's "
                                                              f"{len(docs)}; the 9 of the hung-up one never)"))
@@ -194,7 +194,7 @@ def main(argv=None) -> int:
     load1 = os.getloadavg()
 
     lines = [
-        "# flock /tmp/rankstack-cpu.lock .venv/bin/python benchmarks/serve_faults.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "# " + command_line(),
         f"server: rankstack serve {' '.join(server_args)}",
         f"model smollm2-135m pointwise yesno (fp32, hf backend); data DL19 query {q0} with 3 BM25 passages",
         f"hardware {cpu_model()} x{os.cpu_count()} ({cpu_flags()}); load average at start {load0[0]:.2f}, at end {load1[0]:.2f}",

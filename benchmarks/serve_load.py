@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 
-import _common  # noqa: F401  (sets the offline env defaults)
+from _common import command_line  # also sets the offline env defaults
 from rankstack.hardware import cpu_model  # noqa: E402
 
 import numpy as np
@@ -63,12 +63,16 @@ def build_requests(n_docs: int, n: int) -> list[dict]:
     return out
 
 
-def metric(url: str, name: str) -> float:
+def metric(url: str, name: str, key: str | None = None) -> float:
+    """One sample of the server's Prometheus text (0 when absent); ``key``: the server's API key."""
     host, port = url.removeprefix("http://").split(":")
     c = http.client.HTTPConnection(host, int(port), timeout=60)
-    c.request("GET", "/metrics")
-    text = c.getresponse().read().decode()
+    c.request("GET", "/metrics", headers={"Authorization": f"Bearer {key}"} if key else {})
+    resp = c.getresponse()
+    text = resp.read().decode()
     c.close()
+    if resp.status != 200:
+        raise RuntimeError(f"GET /metrics answered {resp.status}: {text[:200]}")
     for line in text.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
@@ -174,7 +178,7 @@ def main(argv=None) -> int:
 
     base = rows[0][1]["docs_s"]
     lines = [
-        "# flock /tmp/rankstack-cpu.lock .venv/bin/python benchmarks/serve_load.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "# " + command_line(),
         f"model {args.model} {what}, threads {args.threads}, "
         f"batch size {args.batch_size}; server --max-wait-ms {args.max_wait_ms:g} --max-batch-docs {args.max_batch_docs}; "
         "no score cache",
