@@ -51,14 +51,19 @@ def split_queries(qids: Iterable[str], train_fraction: float = 0.5, seed: int = 
     return sorted(ids[:n]), sorted(ids[n:])
 
 
-def _check_inputs(queries: Mapping[str, Query], qrels: Qrels, run: Run, qids: Sequence[str] | None) -> list[str]:
-    qids = list(qids) if qids is not None else [q for q in run if q in qrels]
+def _require_text_and_candidates(queries: Mapping[str, Query], run: Run, qids: Sequence[str]) -> None:
+    """Every query of ``qids`` has its text and its first-stage candidates, or an error names one."""
     missing = [q for q in qids if q not in queries]
     if missing:
         raise RankstackError(f"{len(missing)} queries have no text (e.g. {missing[0]!r})")
     missing = [q for q in qids if q not in run]
     if missing:
         raise RankstackError(f"{len(missing)} queries are not in the first-stage run (e.g. {missing[0]!r})")
+
+
+def _check_inputs(queries: Mapping[str, Query], qrels: Qrels, run: Run, qids: Sequence[str] | None) -> list[str]:
+    qids = list(qids) if qids is not None else [q for q in run if q in qrels]
+    _require_text_and_candidates(queries, run, qids)
     if not qids:
         raise RankstackError("no queries to build examples from (none of the run's queries has judgements)")
     return qids
@@ -206,12 +211,7 @@ def _teacher_qids(queries, run: Run, teacher: Run, qids) -> list[str]:
     """The queries a teacher-driven builder uses: those of ``qids`` (default: the run's) that the
     teacher ranks; a teacher sharing no query with them is an error."""
     qids = list(qids) if qids is not None else list(run)
-    missing = [q for q in qids if q not in queries]
-    if missing:
-        raise RankstackError(f"{len(missing)} queries have no text (e.g. {missing[0]!r})")
-    missing = [q for q in qids if q not in run]
-    if missing:
-        raise RankstackError(f"{len(missing)} queries are not in the first-stage run (e.g. {missing[0]!r})")
+    _require_text_and_candidates(queries, run, qids)
     have = [q for q in qids if q in teacher]
     if not have:
         raise RankstackError(f"the teacher run ranks none of the {len(qids)} queries (teacher qids e.g. "
