@@ -14,8 +14,7 @@ import sys
 import tempfile
 import time
 
-import _common  # noqa: F401  (sets the offline env defaults)
-from rankstack.hardware import cpu_model  # noqa: E402
+from _common import footer, header  # also sets the offline env defaults
 
 
 def main() -> int:
@@ -30,14 +29,10 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from rankstack.data import load_dataset
     from rankstack.eval import evaluate, format_table
-    from rankstack.hardware import cpu_flags
     from rankstack.rerankers import load_reranker
     from rankstack.retrieval.fusion import interpolate, rrf
 
-    print("command: python " + " ".join(sys.argv))
-    flags = sorted(f for f in cpu_flags() if f.startswith(("avx512_bf16", "amx", "avx2", "avx512f")))
-    print(f"hardware: {cpu_model()}, {os.cpu_count()} cpus, flags {' '.join(flags)}, torch {torch.__version__}, "
-          f"threads {args.threads}; load at start {os.getloadavg()}")
+    header(f"torch {torch.__version__}, threads {args.threads}")
     ds = load_dataset("dl19")
     bm25 = ds.run.top(args.depth)
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,7 +56,7 @@ def main() -> int:
                                                rel=ds.rel, per_query=True)}
     print(f"DL19, 43 queries, BM25 top-{args.depth}")
     print(format_table(per, baseline="BM25"))
-    print(f"load at end {os.getloadavg()}")
+    footer()
     return 0
 
 

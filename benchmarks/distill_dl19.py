@@ -19,8 +19,7 @@ import os
 import sys
 import time
 
-import _common  # noqa: F401  (sets the offline env defaults)
-from rankstack.hardware import cpu_model  # noqa: E402
+from _common import footer, header  # also sets the offline env defaults
 
 
 def main() -> int:
@@ -43,15 +42,11 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from rankstack.data import load_dataset
     from rankstack.eval import evaluate, format_table
-    from rankstack.hardware import cpu_flags
     from rankstack.rerankers import load_reranker
     from rankstack.retrieval.fusion import interpolate
     from rankstack.types import Run
 
-    print("command: python " + " ".join(sys.argv))
-    flags = sorted(f for f in cpu_flags() if f.startswith(("avx512_bf16", "amx", "avx2", "avx512f")))
-    print(f"hardware: {cpu_model()}, {os.cpu_count()} cpus, flags {' '.join(flags)}, torch {torch.__version__}, "
-          f"threads {args.threads}; load at start {os.getloadavg()}")
+    header(f"torch {torch.__version__}, threads {args.threads}")
     ds = load_dataset("dl19")
     qids = sorted(ds.judged_queries)[: args.queries] if args.queries else sorted(ds.judged_queries)
     qrels = {q: ds.qrels[q] for q in qids}
@@ -122,7 +117,7 @@ def main() -> int:
               f"{tr.get('tokens')} tokens, {tr.get('tokens_per_second')} tokens/s, bf16 {tr.get('bf16')}; "
               f"loss {cfg.get('loss') if kind == 'pointwise' else 'first (LM + 10 RankNet)'}, lr {cfg['learning_rate']}, "
               f"epochs {cfg['epochs']}, LoRA {cfg['lora']}")
-    print(f"load at end {os.getloadavg()}")
+    footer()
     return 0
 
 

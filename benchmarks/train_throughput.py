@@ -20,8 +20,7 @@ import os
 import sys
 import time
 
-import _common  # noqa: F401  (sets the offline env defaults)
-from rankstack.hardware import cpu_model  # noqa: E402
+from _common import footer, header  # also sets the offline env defaults
 
 
 def matmul_peak(dtype, threads: int, n: int = 2048, reps: int = 8) -> float:
@@ -54,17 +53,13 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from rankstack.data.datasets import resolve_corpus
     from rankstack.data.trec import read_run
-    from rankstack.hardware import cpu_flags
     from rankstack.rerankers.backends import load_backend
     from rankstack.training.distill import train_pointwise_distill
     from rankstack.training.examples import first_examples, pointwise_examples
     from rankstack.training.sft import train_sft
     from rankstack.training.synthetic import read_synthetic
 
-    print("command: python " + " ".join(sys.argv))
-    flags = sorted(f for f in cpu_flags() if f.startswith(("avx512_bf16", "amx", "avx2", "avx512f")))
-    print(f"hardware: {cpu_model()}, {os.cpu_count()} cpus, flags {' '.join(flags)}, torch {torch.__version__}, "
-          f"threads {args.threads}; load {os.getloadavg()}")
+    header(f"torch {torch.__version__}, threads {args.threads}")
     peaks = {"float32": matmul_peak(torch.float32, args.threads), "bfloat16": matmul_peak(torch.bfloat16, args.threads)}
     print("matmul peak (2048^3, best of 8): " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peaks.items()))
 
