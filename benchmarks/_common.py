@@ -92,22 +92,10 @@ class Report:
 
 
 def hardware_line() -> str:
-    """CPU model, core count, the flags that decide bf16 vs fp32 speed, and the load average now."""
-    from rankstack.hardware import cpu_model
+    """One line: the hardware (:func:`rankstack.hardware.describe`) and the load average now."""
+    from rankstack.hardware import describe
 
-    flags: set[str] = set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
-    shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"hardware: {cpu_model()} x{os.cpu_count()}, flags {' '.join(shown) or 'none of avx2/avx512'}; "
-            f"load average {load} (other helpers may be writing code or waiting on the CPU lock)")
+    return f"hardware: {describe()}; load average {load()} (other work may share the 2 cores)"
 
 
 def dl19_top(depth: int, queries: int | None = None):

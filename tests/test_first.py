@@ -166,3 +166,23 @@ def test_backend_without_logprobs_is_refused_clearly(tiny_lm):
         FirstReranker(NoLogprobs(model_obj=model, tokenizer=tok))
     with pytest.raises(RankstackError, match="at most 26"):
         FirstReranker(window=27, step=10)
+
+
+def test_window_prompt_measured_by_fit_is_the_prompt_run_so_it_is_tokenized_once(tiny_lm, dl19):
+    from rankstack.rerankers.backends.base import token_memo
+
+    model, tok = tiny_lm
+    be = HFBackend(model_obj=model, tokenizer=tok, max_length=700)  # small context: fit_prompt must cut passages
+    rr = FirstReranker(be, window=20, step=10, cache=False, progress=False)
+    qid = sorted(dl19.run)[0]
+    docs = [rr.prepare_doc(dl19.corpus.get(d.docid)) for d in dl19.run[qid].docs[:20]]
+    stats = Counter()
+    reqs = rr.window_requests(dl19.queries[qid], docs, stats)
+    assert stats["prompt_shrunk"] == 1
+    memo = token_memo(be)
+    before = memo.misses
+    ids = be.encode_many([r.prompt for r in reqs])
+    assert memo.misses - before == len(reqs) - 1  # the first request's prompt is the measured one: no new tokenization
+    fresh = [tok(be.render(r.prompt), add_special_tokens=False)["input_ids"] for r in reqs]
+    assert ids == fresh  # the memo hands the model exactly what tokenizing again would
+    assert len(ids[0]) <= be.context_length - rr.output_budget(20)

@@ -242,3 +242,41 @@ def test_generation_batches_respect_the_token_budget(tiny):
     assert [off for off, _ in batches] == [0, 2, 3, 4]  # offsets (the seeds) follow the sorted order
     for _, b in batches:  # KV tokens: (prompt width + new tokens) x sequences
         assert len(b) == 1 or (max(lengths[i] for i in b) + 20) * len(b) * 2 <= 170
+
+
+def test_token_memo_tokenizes_each_text_once_keeps_order_and_stays_bounded():
+    from rankstack.rerankers.backends.base import TokenMemo
+
+    calls = []
+
+    def tokenize(keys):
+        calls.append(list(keys))
+        return [[len(k)] * len(k) for k in keys]
+
+    memo = TokenMemo(capacity=2)
+    assert memo.lookup(["ab", "c", "ab"], tokenize) == [[2, 2], [1], [2, 2]]
+    assert calls == [["ab", "c"]]  # one batch, duplicates once
+    got = memo.lookup(["c"], tokenize)
+    got.append(99)  # callers get their own lists
+    assert memo.lookup(["c"], tokenize) == [[1]] and len(calls) == 1
+    memo.lookup(["xyz"], tokenize)  # evicts the least recently used ("ab")
+    memo.lookup(["ab"], tokenize)
+    assert calls[-1] == ["ab"] and memo.misses == 4 and memo.hits == 3
+    off = TokenMemo(capacity=0)
+    off.lookup(["a"], tokenize)
+    off.lookup(["a"], tokenize)
+    assert off.misses == 2  # capacity 0: the old behaviour, every lookup tokenizes
+
+
+def test_count_then_truncate_tokenizes_a_passage_once(tiny):
+    from rankstack.rerankers.backends.base import token_memo
+
+    text = PASSAGES[4] + " " + PASSAGES[1]
+    memo = token_memo(tiny)
+    before = memo.misses
+    n = tiny.count_tokens(text)
+    cut = tiny.truncate(text, n // 2)
+    assert memo.misses - before == 1
+    ids = tiny.tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert cut == tiny.tokenizer.decode(ids[: n // 2], skip_special_tokens=True) and n == len(ids)
+    assert tiny.truncate(text, n) == text

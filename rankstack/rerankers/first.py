@@ -166,8 +166,9 @@ class FirstReranker(SlidingWindowReranker):
     def window_requests(self, query: Query, docs: list[Doc], stats: Counter) -> list:
         prefix, plan, _ = self.identifier_plan(len(docs))
         passages = [clean_passage(d.text, self.ids) for d in docs]
-        prompt = self.fit_prompt(query, passages, stats)
-        return [LogprobRequest(Prompt(prompt.messages, prefix + ctx), tuple(cands)) for ctx, cands in plan.items()]
+        prompt = self.fit_prompt(query, passages, stats, assistant_prefix=prefix)  # measured = run: one tokenization
+        return [LogprobRequest(Prompt(prompt.messages, prompt.assistant_prefix + ctx), tuple(cands))
+                for ctx, cands in plan.items()]
 
     def window_order(self, results: list, n: int, stats: Counter) -> list[int]:
         prefix, plan, paths = self.identifier_plan(n)

@@ -140,9 +140,15 @@ class SlidingWindowReranker(Reranker):
         # backends without a renderer: contents plus a few template tokens per message
         return sum(be.count_tokens(c) + 8 for _, c in prompt.messages) + be.count_tokens(prompt.assistant_prefix)
 
-    def fit_prompt(self, query: Query, passages: list[str], stats: Counter) -> Prompt:
-        """Render the window; shrink every passage while the prompt exceeds the context minus the output."""
-        prompt = self.build_prompt(query, passages)
+    def fit_prompt(self, query: Query, passages: list[str], stats: Counter, assistant_prefix: str = "") -> Prompt:
+        """Render the window; shrink every passage while the prompt exceeds the context minus the output.
+        ``assistant_prefix`` is appended to the prompt's own, so the prompt measured here is the one
+        the backend runs (and is tokenized once)."""
+        def build(ps: list[str]) -> Prompt:
+            p = self.build_prompt(query, ps)
+            return Prompt(p.messages, p.assistant_prefix + assistant_prefix) if assistant_prefix else p
+
+        prompt = build(passages)
         if self.backend is None:
             return prompt
         limit = self.backend.context_length - self.output_budget(len(passages))
@@ -155,7 +161,7 @@ class SlidingWindowReranker(Reranker):
         while n_tok > limit and cap > 1:
             cap = max(1, min(cap - 1, cap - math.ceil((n_tok - limit) / max(1, len(passages)))))
             cut = [self.backend.truncate(p, cap) if n > cap else p for p, n in zip(passages, lens)]
-            prompt = self.build_prompt(query, cut)
+            prompt = build(cut)
             n_tok = self.prompt_tokens(prompt)
         if n_tok > limit:
             stats["prompt_over_context"] += 1

@@ -10,8 +10,10 @@ forward pass per (prompt, continuation), the log-prob of every continuation toke
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -94,6 +96,53 @@ def tokens_for_text(decode, ids: Sequence[int], text: str) -> int:
         else:
             lo = mid + 1
     return lo
+
+
+class TokenMemo:
+    """Token ids of the texts and prompts a backend tokenized last, so each is tokenized once:
+    a window's prompt is measured by ``fit_prompt`` and then run by the backend, a passage is
+    counted and then cut. Bounded (least recently used out first); ids kept as int32 arrays.
+
+    ``hits`` and ``misses`` count lookups; ``tokenized_tokens`` the tokens actually produced.
+    """
+
+    def __init__(self, capacity: int = 4096):
+        self.capacity = int(capacity)
+        self._ids: OrderedDict[Hashable, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()  # backends with client threads (openai) may share one
+        self.hits = self.misses = self.tokenized_tokens = 0
+
+    def lookup(self, keys: Sequence[Hashable], tokenize: Callable[[list], list[list[int]]]) -> list[list[int]]:
+        """Ids for every key; ``tokenize`` is called once, on the keys not held (in one batch)."""
+        with self._lock:
+            held = {k: self._ids[k] for k in dict.fromkeys(keys) if k in self._ids}
+            for k in held:
+                self._ids.move_to_end(k)
+        missing = [k for k in dict.fromkeys(keys) if k not in held]
+        fresh = dict(zip(missing, tokenize(missing))) if missing else {}
+        out = [list(fresh[k]) if k in fresh else held[k].tolist() for k in keys]
+        with self._lock:
+            self.misses += len(missing)
+            self.hits += len(keys) - len(missing)
+            for k, ids in fresh.items():
+                self.tokenized_tokens += len(ids)
+                if self.capacity > 0:
+                    self._ids[k] = np.asarray(ids, dtype=np.int32)
+            while len(self._ids) > self.capacity:
+                self._ids.popitem(last=False)
+        return out
+
+    def stats(self) -> dict[str, int]:
+        return {"tokenize_hits": self.hits, "tokenize_misses": self.misses, "tokenized_tokens": self.tokenized_tokens}
+
+
+def token_memo(backend) -> TokenMemo:
+    """The backend's :class:`TokenMemo` (made on first use; backends that borrow the hf text methods
+    get one too)."""
+    memo = getattr(backend, "_token_memo", None)
+    if memo is None:
+        memo = backend._token_memo = TokenMemo()
+    return memo
 
 
 class BackendError(RuntimeError):

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rankstack.rerankers.backends.base import (Backend, BackendError, Completion, Prompt, SamplingParams,
-                                               tokens_for_text)
+                                               token_memo, tokens_for_text)
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +116,28 @@ class HFBackend(Backend):
         return text + prompt.assistant_prefix
 
     def encode(self, prompt: Prompt) -> list[int]:
-        return self.tokenizer(self.render(prompt), add_special_tokens=False)["input_ids"]
+        return HFBackend.encode_many(self, [prompt])[0]
+
+    def encode_many(self, prompts: Sequence[Prompt]) -> list[list[int]]:
+        """Token ids of each rendered prompt; a prompt already measured (``fit_prompt``) is not
+        tokenized again."""
+        if not prompts:
+            return []
+        return token_memo(self).lookup(list(prompts), lambda ps: self.tokenizer(
+            [self.render(p) for p in ps], add_special_tokens=False)["input_ids"])
+
+    def _tokenize_texts(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+    def text_ids(self, text: str) -> list[int]:
+        """Token ids of a plain text (a passage, a query), tokenized once for counting and cutting."""
+        return token_memo(self).lookup([text], lambda ts: HFBackend._tokenize_texts(self, ts))[0]
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(HFBackend.text_ids(self, text))
 
     def truncate(self, text: str, max_tokens: int) -> str:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = HFBackend.text_ids(self, text)
         if len(ids) <= max_tokens:
             return text
         return self.tokenizer.decode(ids[:max_tokens], skip_special_tokens=True)
@@ -309,11 +324,6 @@ class HFBackend(Backend):
             else:
                 yield idx, self._padded_hidden([encoded[i] for i in idx], sub)
 
-    def encode_many(self, prompts: Sequence[Prompt]) -> list[list[int]]:
-        if not prompts:
-            return []
-        return self.tokenizer([self.render(p) for p in prompts], add_special_tokens=False)["input_ids"]
-
     def next_token_logprobs(self, prompts: Sequence[Prompt], candidates: Sequence[str]) -> np.ndarray:
         import torch
 
@@ -350,7 +360,7 @@ class HFBackend(Backend):
         if len(prompts) != len(continuations):
             raise BackendError(f"{len(prompts)} prompts but {len(continuations)} continuations")
         heads = self.encode_many(prompts)
-        tails = self.tokenizer(list(continuations), add_special_tokens=False)["input_ids"] if len(prompts) else []
+        tails = token_memo(self).lookup(list(continuations), self._tokenize_texts) if len(prompts) else []
         out: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(prompts)
         live = [i for i, t in enumerate(tails) if t]  # an empty continuation has no tokens to score
         for i in live:
@@ -409,7 +419,7 @@ class HFBackend(Backend):
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams = SamplingParams()) -> list[list[Completion]]:
         import torch
 
-        encoded = [self.encode(p) for p in prompts]
+        encoded = self.encode_many(prompts)
         results: list[list[Completion]] = [[] for _ in prompts]
         eos = self.tokenizer.eos_token_id
         pad = self.tokenizer.pad_token_id

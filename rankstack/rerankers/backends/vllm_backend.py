@@ -197,6 +197,8 @@ class VLLMBackend(Backend):
     # --- text: vLLM's tokenizer is a transformers tokenizer, handled as the hf backend does ---------
     render = HFBackend.render
     encode = HFBackend.encode
+    encode_many = HFBackend.encode_many
+    text_ids = HFBackend.text_ids
     count_tokens = HFBackend.count_tokens
     truncate = HFBackend.truncate
     token_id = HFBackend.token_id
