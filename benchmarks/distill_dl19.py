@@ -97,12 +97,13 @@ def main() -> int:
             {"max_doc_tokens": summ["config"]["max_doc_tokens"]} if kind == "pointwise"
             else {"max_passage_tokens": summ["config"]["max_doc_tokens"]})
         print(f"{kind}: reranker options {opts}")
+        label = kind if opts.get("method", "yesno") == "yesno" else f"{kind} {opts['method']}"  # e.g. pointwise qlm
         if not args.no_zero_shot:
-            rerank(f"{kind} zero-shot", load_reranker(kind, model=args.student, backend_options=bopts, progress=False,
-                                                      **opts), depth)
-        run = rerank(f"{kind} distilled", load_reranker(kind, model=os.path.join(folder, "model"),
-                                                        backend_options=bopts, progress=False, **opts), depth)
-        fusions(f"{kind} distilled", run, depth)
+            rerank(f"{label} zero-shot", load_reranker(kind, model=args.student, backend_options=bopts, progress=False,
+                                                       **opts), depth)
+        run = rerank(f"{label} distilled", load_reranker(kind, model=os.path.join(folder, "model"),
+                                                         backend_options=bopts, progress=False, **opts), depth)
+        fusions(f"{label} distilled", run, depth)
 
     print()
     print(f"DL19, {len(qids)} judged queries, BM25 candidates (pointwise/teacher @{args.depth}, FIRST "

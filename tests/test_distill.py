@@ -259,6 +259,54 @@ def test_trainer_teaches_a_tiny_model_the_teachers_order(tiny_lm, tmp_path):
     assert after.docids == ["d0", "d1", "d2", "d3"], (before.docids, after.docids)
 
 
+def test_qlm_student_scores_as_inference_does_and_learns_the_teachers_order(tiny_lm, tmp_path):
+    """Query-likelihood distillation: the training score of a row is the backend's summed query
+    log-probability (to float precision), and a tiny model learns a teacher's order on it."""
+    import copy
+
+    import numpy as np
+    from datasets import Dataset
+
+    from rankstack.rerankers.backends.hf import HFBackend
+    from rankstack.rerankers.pointwise import PointwiseReranker
+    from rankstack.training.distill import _Collator, group_examples, qlm_scores, train_pointwise_distill
+
+    model, tok = tiny_lm
+    model = copy.deepcopy(model)
+    be = HFBackend(model="tiny", model_obj=model, tokenizer=tok, dtype="float32")
+    rr = PointwiseReranker(be, method="qlm", cache=False, progress=False)
+    docs = [Doc(f"d{i}", t) for i, t in enumerate(["cars have four wheels", "honey is sweet",
+                                                    "bees make honey from nectar", "the stock market fell today"])]
+    teacher = {"d2": 0.9, "d1": 0.7, "d0": 0.2, "d3": 0.1}
+    rows = []
+    for qid, text in (("q", "how do bees make honey"), ("r", "honey")):
+        q = Query(qid, text)
+        for d in docs:
+            p = rr.prompt(q, d)
+            rows.append({"qid": qid, "docid": d.docid, "teacher_score": teacher[d.docid], "target": 0.5,
+                         "prompt": p.as_dicts(), "assistant_prefix": p.assistant_prefix, "completion": text})
+    items = group_examples(Dataset.from_list(rows), tok, method="qlm")
+    batch = _Collator(tok.pad_token_id)(items)  # two queries of different lengths: left padding, masks
+    _, s = qlm_scores(model, batch)
+    want = [be.continuation_logprobs([rr.prompt(Query(r["qid"], r["completion"]), Doc(r["docid"], t))],
+                                     [r["completion"]])[0].sum()
+            for r, t in zip(rows, [d.text for d in docs] * 2)]
+    order = [i for it in items for i in range(len(rows)) if rows[i]["qid"] == it["qid"]]
+    np.testing.assert_allclose(s.detach().numpy(), np.array(want)[order], rtol=1e-4, atol=1e-4)
+
+    q = Query("q", "how do bees make honey")
+    before = rr.rerank(q, docs)
+    res = train_pointwise_distill(Dataset.from_list(rows[:4]), model=(model, tok), output_dir=str(tmp_path / "m"),
+                                  method="qlm", lora=False, max_steps=40, learning_rate=5e-3, groups_per_step=1,
+                                  warmup=0.0, use_cpu=True, bf16=False, logging_steps=5, save_model=False)
+    losses = res.losses()
+    assert losses[-1] < losses[0] - 0.1, losses
+    model.eval()
+    after = PointwiseReranker(HFBackend(model="tiny2", model_obj=model, tokenizer=tok, dtype="float32"),
+                              method="qlm", cache=False, progress=False).rerank(q, docs)
+    assert after.docids == ["d2", "d1", "d0", "d3"], (before.docids, after.docids)
+
+
 # --- the whole recipe -------------------------------------------------------------------------------
 
 

@@ -89,7 +89,7 @@ def add_parsers(sub) -> None:
     d.add_argument("--depth", type=int, default=30, help="BM25 candidates per synthetic query")
     d.add_argument("--keep-top", type=int, default=3, help="consistency filter: source in the teacher's top K")
     d.add_argument("--max-doc-tokens", type=int, default=96)
-    d.add_argument("--method", default="yesno", help="pointwise: yesno | prorank")
+    d.add_argument("--method", default="yesno", help="pointwise: yesno | prorank | qlm (query likelihood)")
     d.add_argument("--loss", default="listwise", choices=["listwise", "margin_mse", "bce"])
     d.add_argument("--group-size", type=int, default=8, help="pointwise: candidates per query and step")
     d.add_argument("--window", type=int, default=20, help="first: passages per window")

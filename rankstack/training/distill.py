@@ -1,8 +1,10 @@
 """Pointwise distillation: a causal LM's relevance log-odds learns a teacher's scores (METHODS.md 9).
 
-The student's score of a (query, passage) prompt is exactly what the pointwise reranker reads
-at inference: ``logsumexp(logits[yes forms]) - logsumexp(logits[no forms])`` at the last
-prompt position (``yesno``; ``prorank``: ``logit("1") - logit("0")``). Rows of
+The student's score of a (query, passage) prompt is what the pointwise reranker reads at
+inference: ``logsumexp(logits[yes forms]) - logsumexp(logits[no forms])`` at the last prompt
+position (``yesno``; ``prorank``: ``logit("1") - logit("0")``); for ``qlm`` (query likelihood)
+the log-probability of the query's tokens after the passage prompt (summed: within a query every
+candidate scores the same tokens, so the sum orders them as inference's mean does). Rows of
 :func:`rankstack.training.examples.pointwise_examples` built with ``teacher=`` are grouped by
 query (a group = the candidates drawn for one query), and the loss compares the group's student
 scores with the teacher's:
@@ -45,8 +47,10 @@ def score_token_ids(tokenizer, method: str = "yesno") -> tuple[list[int], list[i
     from rankstack.rerankers.pointwise import NO_FORMS, YES_FORMS
 
     forms = {"yesno": (YES_FORMS, NO_FORMS), "prorank": (("1",), ("0",))}
+    if method == "qlm":
+        return [], []  # scored on the query's own tokens
     if method not in forms:
-        raise RankstackError(f"pointwise distillation trains 'yesno' or 'prorank' scores, not {method!r} "
+        raise RankstackError(f"pointwise distillation trains 'yesno', 'prorank' or 'qlm' scores, not {method!r} "
                              "(score10/erank: train their 0-10 bins with train_sft)")
 
     def ids(words):
@@ -62,9 +66,10 @@ def score_token_ids(tokenizer, method: str = "yesno") -> tuple[list[int], list[i
     return ids(pos), ids(neg)
 
 
-def group_examples(dataset, tokenizer, max_length: int = 512) -> list[dict]:
+def group_examples(dataset, tokenizer, max_length: int = 512, method: str = "yesno") -> list[dict]:
     """Rows of a teacher-built pointwise dataset -> one item per query: token ids of every prompt
-    (rendered as the ``hf`` backend renders them), the teacher's z-scores and soft targets.
+    (rendered as the ``hf`` backend renders them; ``qlm``: followed by the query's tokens, the
+    row's ``completion``, and their count in ``n_cont``), the teacher's z-scores and soft targets.
     Prompts longer than ``max_length`` tokens are left out (counted in the log); groups with
     fewer than two candidates teach a ranking loss nothing and are left out too."""
     from rankstack.training.examples import prompt_from_row
@@ -76,8 +81,15 @@ def group_examples(dataset, tokenizer, max_length: int = 512) -> list[dict]:
     render = renderer(tokenizer)
     groups: dict[str, list] = defaultdict(list)
     too_long = 0
+    cont: dict[str, list[int]] = {}
     for row in dataset:
         ids = tokenizer(render(prompt_from_row(row)), add_special_tokens=False)["input_ids"]
+        if method == "qlm":
+            if row["qid"] not in cont:
+                cont[row["qid"]] = tokenizer(row["completion"] or "", add_special_tokens=False)["input_ids"]
+            if not cont[row["qid"]]:
+                continue  # an empty query has no tokens to learn from
+            ids = ids + cont[row["qid"]]
         if len(ids) > max_length:
             too_long += 1
             continue
@@ -92,7 +104,7 @@ def group_examples(dataset, tokenizer, max_length: int = 512) -> list[dict]:
         mean = sum(t) / len(t)
         sd = math.sqrt(sum((v - mean) ** 2 for v in t) / len(t)) or 1.0
         items.append({"qid": qid, "input_ids": [r[0] for r in rows], "z": [(v - mean) / sd for v in t],
-                      "target": [r[2] for r in rows]})
+                      "target": [r[2] for r in rows], "n_cont": len(cont.get(qid, ()))})
     if not items:
         raise RankstackError("no query has two or more usable candidates: nothing to distil")
     return items
@@ -127,8 +139,9 @@ class _Collator:
             valid[g, :k] = True
             index[g, :k] = torch.arange(row, row + k)
             row += k
+        n_cont = torch.tensor([it.get("n_cont", 0) for it in items for _ in it["input_ids"]], dtype=torch.long)
         return {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
-                "z": z, "target": target, "valid": valid, "index": index}
+                "z": z, "target": target, "valid": valid, "index": index, "n_cont": n_cont}
 
 
 def distill_loss(scores, z, target, valid, loss: str = "listwise", temperature: float = 1.0):
@@ -152,6 +165,22 @@ def distill_loss(scores, z, target, valid, loss: str = "listwise", temperature: 
     raise RankstackError(f"unknown distillation loss {loss!r}; one of {', '.join(LOSSES)}")
 
 
+def qlm_scores(model, inputs):
+    """Query likelihood of each row: the summed log-probabilities of its last ``n_cont`` tokens (the
+    query; left padding puts every row's query at the end), the output layer run on those only."""
+    import torch
+
+    n = inputs["n_cont"]
+    width = int(n.max())
+    out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                position_ids=inputs["position_ids"], logits_to_keep=width + 1, use_cache=False)
+    logp = torch.log_softmax(out.logits[:, :-1].float(), dim=-1)  # position j predicts token j + 1
+    targets = inputs["input_ids"][:, -width:]
+    tok = logp.gather(-1, targets[..., None])[..., 0]
+    mask = torch.arange(width, device=n.device)[None, :] >= (width - n)[:, None]
+    return out, (tok * mask).sum(-1)
+
+
 def _trainer_class():
     import torch
     from transformers import Trainer
@@ -166,10 +195,13 @@ def _trainer_class():
             self.tokens_seen = 0
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                        position_ids=inputs["position_ids"], logits_to_keep=1, use_cache=False)
-            logits = out.logits[:, -1].float()
-            s = torch.logsumexp(logits[:, self.pos_ids], -1) - torch.logsumexp(logits[:, self.neg_ids], -1)
+            if self.pos_ids:
+                out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                            position_ids=inputs["position_ids"], logits_to_keep=1, use_cache=False)
+                logits = out.logits[:, -1].float()
+                s = torch.logsumexp(logits[:, self.pos_ids], -1) - torch.logsumexp(logits[:, self.neg_ids], -1)
+            else:
+                out, s = qlm_scores(model, inputs)
             scores = s[inputs["index"]]
             loss = distill_loss(scores, inputs["z"], inputs["target"], inputs["valid"], self.loss_name,
                                 self.temperature)
@@ -197,7 +229,7 @@ def train_pointwise_distill(dataset, model="smollm2-135m", output_dir="distill-o
         raise RankstackError(f"unknown distillation loss {loss!r}; one of {', '.join(LOSSES)}")
     m, tok = load_model(model)
     pos, neg = score_token_ids(tok, method)
-    items = group_examples(dataset, tok, max_length)
+    items = group_examples(dataset, tok, max_length, method)
     if lora:
         from peft import get_peft_model
 

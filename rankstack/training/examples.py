@@ -191,7 +191,8 @@ def _teacher_pointwise(rr, method, queries, qrels, run, corpus, teacher: Run, qi
             rows.append({"qid": qid, "docid": docid, "label": grade, "kind": kind,
                          "teacher_score": float(scores[docid]), "target": float(target[docid]),
                          "target_bin": int(bins[docid]), "prompt": _messages(p), "assistant_prefix": p.assistant_prefix,
-                         "completion": _soft_completion(method, target[docid], bins[docid])})
+                         "completion": (queries[qid].text if method == "qlm"  # the continuation QLM scores
+                                        else _soft_completion(method, target[docid], bins[docid]))})
     return _dataset(rows)
 
 
