@@ -134,8 +134,12 @@ def main(argv=None) -> int:
             t.join()
         case("reranker raising (merged with a normal request)", 500, out["raise"])
         case("  ... the normal request merged with it", 200, out["neighbour"])
+        before7 = metric(url, "rankstack_batch_documents_sum", key=KEY)
         case("request over the 5 s timeout (SLEEP7)", 504, call(url, "/v1/rerank", {**ok, "query": "SLEEP7 " + query}))
-        time.sleep(2.5)  # the worker finishes that pass
+        # the worker still finishes that pass (its 3 documents): wait for it, so the counts below are this case's only
+        deadline = time.monotonic() + 120
+        while metric(url, "rankstack_batch_documents_sum", key=KEY) - before7 < len(docs) and time.monotonic() < deadline:
+            time.sleep(0.2)
 
         hangups0 = metric(url, 'rankstack_requests_total{route="/v1/rerank",status="499"}', key=KEY)
         body = json.dumps({"query": query, "documents": docs}).encode()
