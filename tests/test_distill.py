@@ -260,8 +260,9 @@ def test_trainer_teaches_a_tiny_model_the_teachers_order(tiny_lm, tmp_path):
 
 
 def test_qlm_student_scores_as_inference_does_and_learns_the_teachers_order(tiny_lm, tmp_path):
-    """Query-likelihood distillation: the training score of a row is the backend's summed query
-    log-probability (to float precision), and a tiny model learns a teacher's order on it."""
+    """Query-likelihood distillation: the training score of a row is the QLM reranker's score (the
+    backend's mean query log-probability, to float precision), and a tiny model learns a teacher's
+    order on it."""
     import copy
 
     import numpy as np
@@ -289,7 +290,7 @@ def test_qlm_student_scores_as_inference_does_and_learns_the_teachers_order(tiny
     batch = _Collator(tok.pad_token_id)(items)  # two queries of different lengths: left padding, masks
     _, s = qlm_scores(model, batch)
     want = [be.continuation_logprobs([rr.prompt(Query(r["qid"], r["completion"]), Doc(r["docid"], t))],
-                                     [r["completion"]])[0].sum()
+                                     [r["completion"]])[0].mean()
             for r, t in zip(rows, [d.text for d in docs] * 2)]
     order = [i for it in items for i in range(len(rows)) if rows[i]["qid"] == it["qid"]]
     np.testing.assert_allclose(s.detach().numpy(), np.array(want)[order], rtol=1e-4, atol=1e-4)

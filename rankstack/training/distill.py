@@ -3,8 +3,9 @@
 The student's score of a (query, passage) prompt is what the pointwise reranker reads at
 inference: ``logsumexp(logits[yes forms]) - logsumexp(logits[no forms])`` at the last prompt
 position (``yesno``; ``prorank``: ``logit("1") - logit("0")``); for ``qlm`` (query likelihood)
-the log-probability of the query's tokens after the passage prompt (summed: within a query every
-candidate scores the same tokens, so the sum orders them as inference's mean does). Rows of
+the mean log-probability of the query's tokens after the passage prompt, as inference reads it
+(the scale matters: summed log-probabilities differ by tens of nats between passages, and a
+listwise loss against the teacher's z-scores would spend its steps shrinking those gaps). Rows of
 :func:`rankstack.training.examples.pointwise_examples` built with ``teacher=`` are grouped by
 query (a group = the candidates drawn for one query), and the loss compares the group's student
 scores with the teacher's:
@@ -166,7 +167,7 @@ def distill_loss(scores, z, target, valid, loss: str = "listwise", temperature: 
 
 
 def qlm_scores(model, inputs):
-    """Query likelihood of each row: the summed log-probabilities of its last ``n_cont`` tokens (the
+    """Query likelihood of each row: the mean log-probability of its last ``n_cont`` tokens (the
     query; left padding puts every row's query at the end), the output layer run on those only."""
     import torch
 
@@ -178,7 +179,7 @@ def qlm_scores(model, inputs):
     targets = inputs["input_ids"][:, -width:]
     tok = logp.gather(-1, targets[..., None])[..., 0]
     mask = torch.arange(width, device=n.device)[None, :] >= (width - n)[:, None]
-    return out, (tok * mask).sum(-1)
+    return out, (tok * mask).sum(-1) / n.clamp(min=1)
 
 
 def _trainer_class():
