@@ -13,9 +13,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--dataset", default="dl19")
     p.add_argument("--depth", type=int, default=20)
     p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--rerankers", default="dense:minilm-l6,pointwise,first",
-                   help="comma-separated registry names, NAME:MODEL for a reranker with its own model (each also "
-                        "shown fused with BM25, w=0.8 z-score); the others run --model")
+    p.add_argument("--rerankers", default="dense:minilm-l6,pointwise,pointwise-qlm,first",
+                   help="comma-separated registry names, NAME:MODEL for a reranker with its own model, "
+                        "pointwise-METHOD for a pointwise method (pointwise-qlm: query likelihood); each also "
+                        "shown fused with BM25, w=0.8 z-score; the others run --model")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--queries-limit", type=int, default=None, help="only the first N judged queries (a quick look)")
     p.add_argument("--no-cache", action="store_true")
@@ -56,12 +57,14 @@ def cmd_demo(args) -> int:
     backend = None
     for spec in [n.strip() for n in args.rerankers.split(",") if n.strip()]:
         name, _, model = spec.partition(":")
+        kind, _, method = name.partition("-") if name.startswith("pointwise-") else (name, "", "")
+        opts = {"method": method} if method else {}
         if model:
-            rr = load_reranker(name, model=model, cache=not args.no_cache, progress=True)
+            rr = load_reranker(kind, model=model, cache=not args.no_cache, progress=True, **opts)
         else:
-            rr = load_reranker(name, model=args.model, backend=backend or "hf",
+            rr = load_reranker(kind, model=args.model, backend=backend or "hf",
                                backend_options={"threads": args.threads} if args.threads else None,
-                               cache=not args.no_cache)
+                               cache=not args.no_cache, **opts)
             backend = getattr(rr, "backend", None) or backend
         t0 = time.perf_counter()
         run = rr.rerank_run(first, queries, ds.corpus, depth=args.depth)

@@ -11,14 +11,16 @@ def test_demo_prints_table(data_dir, capsys, tmp_path, monkeypatch):
     """All 43 judged queries at depth 2: the BM25 row is Anserini's DL19 nDCG@10, 0.5058; every reranker
     has its row and its fused row, each with a value; the fused pass is answered from the cache."""
     monkeypatch.setenv("RANKSTACK_RERANK_CACHE", str(tmp_path / "c.sqlite"))
-    assert main(["demo", "--depth", "2", "--rerankers", "pointwise,first", "--threads", "1"]) == 0
+    assert main(["demo", "--depth", "2", "--rerankers", "pointwise,pointwise-qlm,first", "--threads", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "dataset dl19 (43 judged queries)" in lines[0] and "depth 2" in lines[0]
-    cells = [re.split(r"\s{2,}", ln.strip()) for ln in lines[3:8]]
+    cells = [re.split(r"\s{2,}", ln.strip()) for ln in lines[3:10]]
     rows = {c[0].split()[0]: c[1:] for c in cells}  # "pointwise+BM25 (0.8)" -> "pointwise+BM25"
-    assert list(rows) == ["BM25", "pointwise", "pointwise+BM25", "first", "first+BM25"]
+    assert list(rows) == ["BM25", "pointwise", "pointwise+BM25", "pointwise-qlm", "pointwise-qlm+BM25", "first",
+                          "first+BM25"]
     assert rows["BM25"][0] == "0.5058"
-    for name in ("pointwise", "pointwise+BM25", "first", "first+BM25"):
+    for name in ("pointwise", "pointwise+BM25", "pointwise-qlm", "pointwise-qlm+BM25", "first", "first+BM25"):
         assert 0.0 < float(rows[name][0].rstrip("+-")) <= 1.0
-    assert rows["pointwise"][2] == "0" and rows["first"][2] == "0"  # cache hits of the first (unfused) pass
+    # cache hits of the first (unfused) pass: none, so pointwise-qlm is not the yes/no reranker again
+    assert rows["pointwise"][2] == "0" and rows["pointwise-qlm"][2] == "0" and rows["first"][2] == "0"
     assert lines[-1].startswith("43 queries")
