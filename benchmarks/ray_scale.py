@@ -22,7 +22,7 @@ import tempfile
 import time
 
 from _common import Report  # also sets the offline env defaults
-from rankstack.hardware import cpu_model  # noqa: E402
+from rankstack.hardware import describe  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,7 +56,7 @@ def main() -> int:
     say(f"model: SmolLM2-135M-Instruct (GGUF Q4_1 dequantized), fp32, hf backend, pointwise yes/no, no cache; data: "
         f"DL19 BM25 top-{args.depth} of the first {len(qids)} queries ({n_docs} docs); Ray {ray.__version__} local "
         f"cluster, num_cpus=2, 1 CPU and 1 torch thread per actor, {args.block_queries} queries per actor batch")
-    say(f"hardware: {cpu_model()}, {os.cpu_count()} CPUs; load average at start {os.getloadavg()[0]:.1f} "
+    say(f"hardware: {describe()}; load average at start {os.getloadavg()[0]:.1f} "
         f"(other helpers may be editing code; heavy jobs share one CPU lock)")
     say("")
     say(f"{'configuration':34}  {'seconds':>7}  {'docs/s':>7}  {'vs 1 worker':>11}  {'same order':>10}  {'max |diff|':>10}")

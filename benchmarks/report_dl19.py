@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import _common  # noqa: F401  (sets the offline env defaults)
-from rankstack.hardware import cpu_model  # noqa: E402
+from rankstack.hardware import describe  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "report_dl19.txt"
 
@@ -46,8 +46,7 @@ def main(argv=None) -> int:
     env = f"PYTHONPATH={os.environ['PYTHONPATH']} " if os.environ.get("PYTHONPATH") else ""
     lines = [f"{env}flock /tmp/rankstack-cpu.lock {py} " + " ".join(["benchmarks/report_dl19.py"] + sys.argv[1:])]
     lines.append(f"data DL19 (43 judged queries, shipped BM25 top-10), model smollm2-135m (SmolLM2-135M-Instruct, fp32); "
-                 f"hardware {cpu_model()}, {os.cpu_count()} cores, flags avx512_bf16="
-                 f"{'avx512_bf16' in Path('/proc/cpuinfo').read_text()}")
+                 f"hardware: {describe()}")
     demo_cmd = ["demo", "--dataset", "dl19", "--depth", "10", "--threads", str(args.threads), "--save-runs", str(runs)]
     if not args.reuse:
         runs.mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,8 @@ import urllib.error
 import urllib.request
 
 from _common import command_line  # also sets the offline env defaults
-from rankstack.hardware import cpu_model  # noqa: E402
-from serve_load import CHILD_ENV, HERE, cpu_flags, metric, write_result
+from rankstack.hardware import describe  # noqa: E402
+from serve_load import CHILD_ENV, HERE, metric, write_result
 
 KEY = "fault-run-key"
 
@@ -201,7 +201,7 @@ def main(argv=None) -> int:
         "# " + command_line(),
         f"server: rankstack serve {' '.join(server_args)}",
         f"model smollm2-135m pointwise yesno (fp32, hf backend); data DL19 query {q0} with 3 BM25 passages",
-        f"hardware {cpu_model()} x{os.cpu_count()} ({cpu_flags()}); load average at start {load0[0]:.2f}, at end {load1[0]:.2f}",
+        f"hardware: {describe()}; load average at start {load0[0]:.2f}, at end {load1[0]:.2f}",
         "",
         f"{'case':<52} {'expected':<32} {'got':>5}  detail",
     ]

@@ -27,25 +27,13 @@ import threading
 import time
 
 from _common import command_line  # also sets the offline env defaults
-from rankstack.hardware import cpu_model  # noqa: E402
+from rankstack.hardware import describe  # noqa: E402
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 #: the server child imports this checkout's rankstack (and benchmarks/ modules)
 CHILD_ENV = {"PYTHONPATH": os.pathsep.join(filter(None, [os.path.dirname(HERE), HERE, os.environ.get("PYTHONPATH")]))}
-
-
-def cpu_flags() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    have = set(line.split(":", 1)[1].split())
-                    return " ".join(x for x in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if x in have) or "-"
-    except OSError:
-        pass
-    return "?"
 
 
 def build_requests(n_docs: int, n: int) -> list[dict]:
@@ -183,7 +171,7 @@ def main(argv=None) -> int:
         f"batch size {args.batch_size}; server --max-wait-ms {args.max_wait_ms:g} --max-batch-docs {args.max_batch_docs}; "
         "no score cache",
         f"data DL19: each request one query + {args.docs} of its BM25 top-100 passages, POST /v1/rerank on loopback",
-        f"hardware {cpu_model()} x{os.cpu_count()} ({cpu_flags()}); client threads in the same machine",
+        f"hardware: {describe()}; client threads in the same machine",
         f"load average (1/5/15 min) at start {load0[0]:.2f}/{load0[1]:.2f}/{load0[2]:.2f}, "
         f"at end {load1[0]:.2f}/{load1[1]:.2f}/{load1[2]:.2f}",
         "",

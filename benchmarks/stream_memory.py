@@ -26,7 +26,7 @@ import sys
 import time
 
 from _common import Report  # also sets the offline env defaults
-from rankstack.hardware import cpu_model  # noqa: E402
+from rankstack.hardware import describe  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -116,7 +116,7 @@ def main() -> int:
     say(f"model: all-MiniLM-L6-v2 (dense reranker, minilm-l6), depth 20, default blocks (20000 / 20 = 1000 "
         f"queries), {args.threads} torch threads; data: synthetic runs of N queries x 20 candidates drawn from the "
         f"4,297 DL19 passages, query texts distinct 4-8 word spans of DL19 passages; files under {args.dir}")
-    say(f"hardware: {cpu_model()}, {os.cpu_count()} CPUs; load average at start {os.getloadavg()[0]:.1f} "
+    say(f"hardware: {describe()}; load average at start {os.getloadavg()[0]:.1f} "
         f"(other helpers may be editing code; heavy jobs share one CPU lock)")
     say("")
     say(f"{'queries':>8}  {'candidates':>10}  {'run file MB':>11}  {'peak RSS MiB':>12}  {'wall s':>7}  {'docs/s':>7}  "
