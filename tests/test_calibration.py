@@ -52,6 +52,8 @@ def test_pointwise_yesno_relevance_is_the_yes_probability(tiny_lm):
 def test_each_documented_scale():
     assert relevance_scores(PointwiseReranker(None, "score10", cache=False), _ranking([7.5, 2.0])) == [0.75, 0.2]
     assert relevance_scores(PointwiseReranker(None, "prorank", cache=False), _ranking([0.0])) == [0.5]
+    qlm = relevance_scores(PointwiseReranker(None, "qlm", cache=False), _ranking([-0.5, -2.0, -40.0]))
+    assert qlm == pytest.approx([math.exp(-0.5), math.exp(-2.0), math.exp(-40.0)])
     dense = DenseReranker(encoder=object(), cache=False)
     assert relevance_scores(dense, _ranking([1.0, 0.0, -1.0])) == [1.0, 0.5, 0.0]
     assert relevance_scores(GroupwiseReranker(None, cache=False), _ranking([0.9, 0.3])) == [0.9, 0.3]

@@ -12,6 +12,7 @@ reranker (raw score)                         relevance_score
 pointwise ``yesno`` (log p(yes) - log p(no))  sigmoid = p(yes) / (p(yes) + p(no)), the yes-probability
 pointwise ``prorank`` (logit 1 - logit 0)     sigmoid = p("1") / (p("1") + p("0"))
 pointwise ``score10`` / ``erank`` (0-10)      score / 10
+pointwise ``qlm`` (mean log p(query token))   exp = the per-token geometric-mean probability of the query
 cross_encoder (the model's logit)             sigmoid (the activation ms-marco cross-encoders train with)
 dense, cosine (in [-1, 1])                    (1 + cos) / 2
 dense, dot product                            sigmoid
@@ -67,6 +68,8 @@ def score_map(reranker) -> Callable[[float], float] | None:
             return sigmoid
         if reranker.method in ("score10", "erank"):
             return lambda s: _clip(s / 10.0)
+        if reranker.method == "qlm":
+            return lambda s: _clip(math.exp(min(0.0, s)))
         return None  # a method without a known scale: rank positions
     if isinstance(reranker, CrossEncoderReranker):
         return sigmoid
