@@ -75,7 +75,7 @@ def group_examples(dataset, tokenizer, max_length: int = 512, method: str = "yes
     fewer than two candidates teach a ranking loss nothing and are left out too."""
     from rankstack.training.examples import prompt_from_row
 
-    need = {"qid", "prompt", "teacher_score", "target"}
+    need = {"qid", "prompt", "teacher_score", "target"} | ({"completion"} if method == "qlm" else set())
     if not need <= set(dataset.column_names):
         raise RankstackError(f"distillation needs the columns {sorted(need)} (build the examples with teacher=); "
                              f"the dataset has {dataset.column_names}")
@@ -83,13 +83,15 @@ def group_examples(dataset, tokenizer, max_length: int = 512, method: str = "yes
     groups: dict[str, list] = defaultdict(list)
     too_long = 0
     cont: dict[str, list[int]] = {}
+    empty = 0
     for row in dataset:
         ids = tokenizer(render(prompt_from_row(row)), add_special_tokens=False)["input_ids"]
         if method == "qlm":
             if row["qid"] not in cont:
                 cont[row["qid"]] = tokenizer(row["completion"] or "", add_special_tokens=False)["input_ids"]
             if not cont[row["qid"]]:
-                continue  # an empty query has no tokens to learn from
+                empty += 1  # an empty query has no tokens to learn from
+                continue
             ids = ids + cont[row["qid"]]
         if len(ids) > max_length:
             too_long += 1
@@ -97,6 +99,8 @@ def group_examples(dataset, tokenizer, max_length: int = 512, method: str = "yes
         groups[row["qid"]].append((ids, float(row["teacher_score"]), float(row["target"])))
     if too_long:
         log.warning("%d prompts are longer than max_length=%d tokens and were left out", too_long, max_length)
+    if empty:
+        log.warning("%d rows have an empty query (nothing for query likelihood to learn) and were left out", empty)
     items = []
     for qid, rows in groups.items():
         if len(rows) < 2:

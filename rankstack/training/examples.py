@@ -131,6 +131,9 @@ def pointwise_target(method: str, grade: int, max_grade: int, positive_min: int)
         return f"{s}</answer>"
     if method == "erank":  # no teacher reasoning here: an empty think block [DEFAULT]
         return f"<think> </think><answer>{s}</answer>"
+    if method == "qlm":
+        raise RankstackError("query-likelihood examples need teacher= (a run, or qrels turned into one: "
+                             "load_teacher('qrels:...')): the student learns the teacher's order of the candidates")
     raise RankstackError(f"unknown pointwise method {method!r}")
 
 
