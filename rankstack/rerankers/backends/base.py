@@ -132,9 +132,6 @@ class TokenMemo:
                 self._ids.popitem(last=False)
         return out
 
-    def stats(self) -> dict[str, int]:
-        return {"tokenize_hits": self.hits, "tokenize_misses": self.misses, "tokenized_tokens": self.tokenized_tokens}
-
 
 def token_memo(backend) -> TokenMemo:
     """The backend's :class:`TokenMemo` (made on first use; backends that borrow the hf text methods
