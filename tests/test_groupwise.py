@@ -10,7 +10,8 @@ import pytest
 from rankstack.rerankers.backends.base import Completion
 from rankstack.rerankers.backends.hf import HFBackend
 from rankstack.rerankers.base import Fusion
-from rankstack.rerankers.groupwise import GroupwiseReranker, drive_program, make_groups, parse_group_scores
+from rankstack.rerankers.engine import drive_program
+from rankstack.rerankers.groupwise import GroupwiseReranker, make_groups, parse_group_scores
 from rankstack.rerankers.seeds import derive_seed
 from rankstack.rerankers.registry import load_reranker
 from rankstack.types import Doc, Query

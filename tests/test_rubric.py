@@ -10,7 +10,7 @@ from rankstack.errors import RankstackError
 from rankstack.rerankers.backends.base import Completion
 from rankstack.rerankers.backends.hf import HFBackend
 from rankstack.rerankers.registry import load_reranker
-from rankstack.rerankers.groupwise import drive_program
+from rankstack.rerankers.engine import drive_program
 from rankstack.rerankers.rubric import RubricReranker, integrate_scores, parse_budget, parse_rubric_score
 from rankstack.types import Doc, Query
 

@@ -9,7 +9,7 @@ import pytest
 
 from rankstack.errors import RankstackError
 from rankstack.rerankers.backends.base import Completion
-from rankstack.rerankers.groupwise import drive_program
+from rankstack.rerankers.engine import drive_program
 from rankstack.rerankers.setwise import SetwiseReranker, heap_topk, heap_topk_with, parse_setwise_answer
 from rankstack.types import Doc, Query
 

@@ -68,7 +68,7 @@ def _piece_text(piece: str) -> str:
     return piece.replace("Ġ", " ").replace("Ċ", "\n")
 
 
-def parse_erank(c: Completion) -> tuple[float, str]:
+def erank_score(c: Completion) -> tuple[float, str]:
     """ERank score of one completion: (n x Pr(n), status). Status: ``ok``, ``fallback``
     (malformed: score 0), ``clamped`` (outside 0-10), ``no_logprob`` (Pr taken as 1)."""
     m = None
@@ -231,7 +231,7 @@ class PointwiseReranker(Reranker):
         for comps in outs:
             vals = []
             for c in comps:
-                s, status = parse_erank(c)
+                s, status = erank_score(c)
                 if status != "ok":
                     stats[f"parse_{status}"] += 1
                 vals.append(s)

@@ -37,13 +37,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 from rankstack.data.trec import run_groups
 from rankstack.errors import RankstackError
-from rankstack.rerankers.stream import RerankJob, default_block_queries
+from rankstack.rerankers.engine import EngineStats, rerank_rankings
+from rankstack.rerankers.stream import RunJob, default_block_queries
 from rankstack.types import Query, Ranking, ScoredDoc
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,8 @@ class RerankActor:
         rankings = [Ranking(q, [ScoredDoc(str(d), float(s)) for d, s in zip(ds, ss)])
                     for q, ds, ss in zip(qids, batch["docids"], batch["scores"])]
         queries = {q: Query(q, str(t)) for q, t in zip(qids, batch["text"])}
-        ranked = self.reranker._rerank_block(rankings, queries, self.corpus, self.depth)
-        stats = json.dumps(dict(self.reranker.last_stats))
+        ranked, stats = rerank_rankings(self.reranker, rankings, queries, self.corpus, self.depth)
+        stats = json.dumps(stats.as_dict())
         return {"qid": qids, "docids": [r.docids for r in ranked], "scores": [[d.score for d in r] for r in ranked],
                 "stats": [stats] + [""] * (len(ranked) - 1)}
 
@@ -145,7 +145,19 @@ class RayEngine:
         opts = {"include_dashboard": False, "logging_level": logging.WARNING, **self.init_options}
         ray.init(address=self.address, **opts)
 
-    def run(self, job: RerankJob) -> Iterator[tuple[list[Ranking], Counter]]:
+    def run(self, job: RunJob) -> Iterator[tuple[list[Ranking], EngineStats]]:
+        """Rerank ``job`` on the cluster, a batch of ``block_queries`` queries per actor call.
+
+        Args:
+            job: the run to rerank (its reranker's ``factory``, or this engine's, builds each
+                actor's copy).
+
+        Yields:
+            ``(rankings, stats)`` per batch, in input order.
+
+        Raises:
+            RankstackError: Ray is not installed, or no factory to build the reranker with.
+        """
         ray = _import_ray()
         factory = self.factory or job.factory or getattr(job.reranker, "factory", None)
         if factory is None:
@@ -171,11 +183,11 @@ class RayEngine:
                                 fn_constructor_kwargs={"factory": factory, "corpus": job.corpus, "depth": job.depth,
                                                        "threads": max(1, int(self.cpus_per_worker))})
             for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-                ranked, stats = [], Counter()
+                ranked, stats = [], EngineStats()
                 for row in batch.to_pylist():
                     ranked.append(Ranking(row["qid"], [ScoredDoc(d, s) for d, s in zip(row["docids"], row["scores"])]))
                     if row["stats"]:
-                        stats.update(json.loads(row["stats"]))
+                        stats.merge(EngineStats.from_dict(json.loads(row["stats"])))
                 yield ranked, stats
         finally:
             ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved
