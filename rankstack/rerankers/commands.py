@@ -148,7 +148,7 @@ def run_metadata(built, metadata: dict, **extra) -> dict:
     """What goes into ``RUN.meta.json``: the run's own metadata (reranker, fingerprint, depth,
     queries, docs, wall time, model calls, cache hits, ``parse_*`` counts) plus the model name
     (``built``: the reranker object; None when built elsewhere, e.g. on Ray workers)."""
-    from rankstack import __version__
+    from rankstack.version import __version__
 
     backend = getattr(built, "backend", None)
     model = getattr(backend, "model_id", None) or getattr(built, "model_name", None)
