@@ -36,7 +36,15 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Fusion:
     """Interpolate with the first stage: ``weight * rerank + (1 - weight) * first_stage``,
-    both normalised per query (``zscore`` or ``minmax``). ERank: 0.8 with z-scores."""
+    both normalised per query (``zscore`` or ``minmax``). ERank: 0.8 with z-scores.
+
+    Args:
+        weight: the reranker's share, in [0, 1].
+        norm: ``zscore`` or ``minmax``.
+
+    Raises:
+        RankstackError: a weight outside [0, 1].
+    """
 
     weight: float = 0.8
     norm: str = "zscore"
@@ -47,7 +55,22 @@ class Fusion:
 
 
 class Reranker:
-    """Base of every reranker. Subclasses set ``name``/``prompt_version`` and write :meth:`program`."""
+    """Base of every reranker.
+
+    A subclass sets ``name`` and ``prompt_version``, writes :meth:`program` (its per-query logic,
+    run by :mod:`rankstack.rerankers.engine`) and, when it runs a model of its own rather than a
+    backend, :meth:`execute`; options that change its outputs go into :meth:`params`.
+
+    Args:
+        backend: the model runner (``hf``, ``vllm``, ``openai``; see ``load_backend``), or None
+            for rerankers that hold their own model.
+        max_doc_tokens: passages are cut to this many tokens (None: whole).
+        fusion: a :class:`Fusion`, a weight (z-score fusion with that weight), or None.
+        cache: True (the default SQLite cache), a path, a ``ScoreCache``, or False/None (none).
+        chunk_size: requests per backend call, each call's answers committed to the cache before
+            the next (None: the backend's choice; 0: a whole round).
+        progress: show progress bars.
+    """
 
     name: str = "reranker"
     prompt_version: str = "1"
@@ -73,14 +96,40 @@ class Reranker:
 
     # --- what subclasses provide ------------------------------------------------------------
     def params(self) -> dict[str, Any]:
-        """Options that change model outputs (part of the cache fingerprint)."""
+        """Options that change model outputs (part of the cache fingerprint).
+
+        Returns:
+            ``{option: value}``; subclasses extend it.
+        """
         return {"max_doc_tokens": self.max_doc_tokens}
 
     def program(self, query: Query, docs: list[Doc], stats: Counter) -> Program:
+        """The per-query logic: a generator that yields lists of requests
+        (:mod:`rankstack.rerankers.engine`), receives their results, and returns the ranking.
+
+        Args:
+            query: the query.
+            docs: its candidates, already prepared (:meth:`prepare_doc`), in first-stage order.
+            stats: a Counter shared by the pass's programs for the paradigm's own counts
+                (``parse_*`` repairs and fallbacks, ``windows``, ...).
+
+        Returns:
+            The program (a generator whose return value is the query's :class:`Ranking`).
+        """
         raise NotImplementedError
 
     def execute(self, requests: Sequence[Request]) -> list:
-        """Run one homogeneous group of requests on the backend."""
+        """Run one homogeneous group of requests (same :meth:`group`) on the backend.
+
+        Args:
+            requests: ``LogprobRequest``, ``GenerateRequest`` or ``LikelihoodRequest``s of one group.
+
+        Returns:
+            Their results, in order (log-prob lists, completion lists).
+
+        Raises:
+            RankstackError: no backend, or a request type this reranker cannot run.
+        """
         first = requests[0]
         if self.backend is None:
             raise RankstackError(f"{self.name}: no backend to run {type(first).__name__}")
@@ -96,6 +145,11 @@ class Reranker:
 
     # --- identity ----------------------------------------------------------------------------
     def fingerprint(self) -> str:
+        """What names this reranker's outputs in the cache: name, prompt version, backend, params, template.
+
+        Returns:
+            24 hex digits (same fingerprint, same outputs).
+        """
         ident = {"reranker": self.name, "prompt_version": self.prompt_version,
                  "backend": self.backend.fingerprint() if self.backend else None, "params": self.params()}
         if self.model_template is not None:
@@ -107,7 +161,14 @@ class Reranker:
 
     # --- document preparation ------------------------------------------------------------------
     def prepare_doc(self, doc: Doc) -> Doc:
-        """Cut the passage to ``max_doc_tokens`` (the query is never cut)."""
+        """Cut the passage to ``max_doc_tokens`` (the query is never cut).
+
+        Args:
+            doc: a candidate.
+
+        Returns:
+            The document as the prompts show it.
+        """
         text = doc.full_text
         if self.max_doc_tokens and self.backend is not None and len(text) > self.max_doc_tokens:  # chars >= tokens
             text = self.backend.truncate(text, self.max_doc_tokens)

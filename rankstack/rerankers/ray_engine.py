@@ -59,7 +59,15 @@ def _import_ray():
 
 
 class RerankActor:
-    """A Ray Data actor: builds the reranker once, then reranks batches of query rows."""
+    """A Ray Data actor: builds the reranker once, then reranks batches of query rows
+    (:func:`rankstack.rerankers.engine.rerank_rankings`).
+
+    Args:
+        factory: builds the reranker.
+        corpus: the passages' texts.
+        depth: candidates reranked per query.
+        threads: torch threads of this actor.
+    """
 
     def __init__(self, factory, corpus, depth: int, threads: int | None = None):
         if threads:
@@ -83,7 +91,14 @@ class RerankActor:
 
 
 def read_block(item: dict) -> list[dict]:
-    """A Ray task: the query rows of one block of a run file (byte offsets ``[start, end)``)."""
+    """A Ray task: the query rows of one block of a run file.
+
+    Args:
+        item: ``{"path", "start", "end", "texts"}`` (byte offsets ``[start, end)``, the queries' texts).
+
+    Returns:
+        One row per query: qid, text, docids, scores.
+    """
     rows = []
     for g, text in zip(run_groups(item["path"], item["start"], item["end"]), item["texts"]):
         r = g.ranking(item["path"])
@@ -99,8 +114,22 @@ def _row(ranking: Ranking, queries) -> dict:
 
 
 def file_blocks(path: str, start: int, limit: int | None, n: int, queries) -> list[dict]:
-    """Cut a run file into blocks of ``n`` queries by byte offsets (one pass over the qids;
-    each block carries its queries' texts, so tasks need no topics file)."""
+    """Cut a run file into blocks of ``n`` queries by byte offsets (one pass over the qids; each block
+    carries its queries' texts, so tasks need no topics file).
+
+    Args:
+        path: the run file.
+        start: the byte offset to start at.
+        limit: the number of queries at most (None: all).
+        n: queries per block.
+        queries: ``{qid: Query}``.
+
+    Returns:
+        The blocks (``{"path", "start", "end", "texts"}``).
+
+    Raises:
+        RankstackError: a query without text.
+    """
     blocks: list[dict] = []
     cur: dict | None = None
     for i, g in enumerate(run_groups(path, start)):
@@ -119,13 +148,20 @@ def file_blocks(path: str, start: int, limit: int | None, n: int, queries) -> li
 class RayEngine:
     """Runs a rerank job on Ray (see the module docstring).
 
-    ``address``: ``None`` starts (or joins, with ``RAY_ADDRESS`` set) a cluster on this
-    machine, ``"auto"`` joins the running cluster, ``"ray://host:10001"`` or ``"host:6379"`` a
-    given one; ignored when Ray is already initialised. ``workers``: actors (model replicas);
-    ``gpus_per_worker``, ``cpus_per_worker``: each actor's resources (torch threads =
-    ``cpus_per_worker``); ``init_options``: more ``ray.init`` keywords (``num_cpus``,
-    ``object_store_memory``, ``include_dashboard``, ``runtime_env``); ``factory``: how an actor
-    builds the reranker (default: the reranker's own ``factory`` from ``load_reranker``).
+    Args:
+        address: None starts (or joins, with ``RAY_ADDRESS`` set) a cluster on this machine,
+            ``"auto"`` joins the running cluster, ``"ray://host:10001"`` or ``"host:6379"`` a given
+            one; ignored when Ray is already initialised.
+        workers: actors (model replicas).
+        gpus_per_worker: each actor's GPUs.
+        cpus_per_worker: each actor's CPUs (its torch threads).
+        init_options: more ``ray.init`` keywords (``num_cpus``, ``object_store_memory``,
+            ``include_dashboard``, ``runtime_env``).
+        factory: how an actor builds the reranker (default: the reranker's own ``factory`` from
+            ``load_reranker``).
+
+    Raises:
+        RankstackError: ``workers`` < 1.
     """
 
     def __init__(self, address: str | None = None, workers: int = 1, gpus_per_worker: float = 0.0,

@@ -53,13 +53,31 @@ BLOCK_CANDIDATES = 20_000
 
 
 def default_block_queries(depth: int) -> int:
+    """Queries per block for a depth: about ``BLOCK_CANDIDATES`` candidates a block.
+
+    Args:
+        depth: candidates per query.
+
+    Returns:
+        The block size (>= 1).
+    """
     return max(1, BLOCK_CANDIDATES // max(1, depth))
 
 
 class RunSource:
     """The queries to rerank, in order: an in-memory :class:`Run` or a TREC run file (read one
-    query at a time). ``limit``: only the first ``limit`` queries; ``start``: where to begin (a
-    byte offset of the file, or an index into the run), as :meth:`entries` reports it."""
+    query at a time).
+
+    Args:
+        run: a Run (or ``{qid: Ranking}``) or a run file path.
+        limit: only the first ``limit`` queries.
+        start: where to begin (a byte offset of the file, or an index into the run), as
+            :meth:`entries` reports it.
+
+    Raises:
+        FileNotFoundError: no such run file.
+        RankstackError: neither a run nor a path.
+    """
 
     def __init__(self, run: Run | Mapping[str, Ranking] | str | os.PathLike, limit: int | None = None,
                  start: int = 0):
@@ -87,7 +105,11 @@ class RunSource:
         return n if self.limit is None else min(n, self.limit)
 
     def entries(self) -> Iterator[tuple[Ranking, int]]:
-        """``(ranking, position after it)`` for each query, in order."""
+        """The queries with their positions.
+
+        Returns:
+            An iterator of ``(ranking, position after it)`` per query, in order.
+        """
         if self.limit is not None and self.limit <= 0:
             return
         if self.run is not None:
@@ -103,10 +125,22 @@ class RunSource:
                 return
 
     def rankings(self) -> Iterator[Ranking]:
+        """The queries' first-stage rankings.
+
+        Returns:
+            An iterator of rankings, in order.
+        """
         return (r for r, _ in self.entries())
 
     def blocks(self, n: int | None) -> Iterator[list[Ranking]]:
-        """Lists of ``n`` rankings (``None``: all in one block)."""
+        """The rankings in blocks.
+
+        Args:
+            n: rankings per block (None: all in one block).
+
+        Returns:
+            An iterator of lists of rankings.
+        """
         it = self.rankings()
         while True:
             block = list(itertools.islice(it, n)) if n else list(it)
@@ -117,12 +151,24 @@ class RunSource:
                 return
 
     def skip(self, done: int, position: int) -> RunSource:
-        """The same source without its first ``done`` queries, which end at ``position``."""
+        """The same source without its first ``done`` queries.
+
+        Args:
+            done: queries already done.
+            position: where they end (as :meth:`entries` reports it).
+
+        Returns:
+            A new source.
+        """
         limit = None if self.limit is None else self.limit - done
         return RunSource(self.path or self.run, limit=limit, start=position)
 
     def identity(self) -> dict:
-        """What names this input in a resume marker: the file (path, size, mtime) or a digest of the run."""
+        """What names this input in a resume marker.
+
+        Returns:
+            The file (path, size, mtime) or a digest of the run, with ``start`` and ``limit``.
+        """
         if self.path:
             st = os.stat(self.path)
             ident: dict[str, Any] = {"file": os.path.abspath(self.path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
@@ -219,6 +265,14 @@ def rerank_blocks(job: RunJob, engine=None) -> Iterator[tuple[list[Ranking], Eng
 
 # --- output file + resume ------------------------------------------------------------------
 def marker_path(out) -> str:
+    """The resume marker of an output file.
+
+    Args:
+        out: the output TREC file.
+
+    Returns:
+        ``OUT.resume.json``.
+    """
     return f"{out}.resume.json"
 
 

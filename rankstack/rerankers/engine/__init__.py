@@ -26,11 +26,11 @@ The API, lowest level first:
 """
 
 from rankstack.rerankers.engine.requests import (EmbedRequest, GenerateRequest, LikelihoodRequest, LogprobRequest,
-                                                 PairRequest, Program, Request)
+                                                 PairRequest, Program, Request, RequestBase)
 from rankstack.rerankers.engine.rerank import rerank_queries, rerank_rankings
 from rankstack.rerankers.engine.run import Execute, drive_program, execute_requests, run_programs
 from rankstack.rerankers.engine.stats import EngineStats
 
 __all__ = ["EmbedRequest", "EngineStats", "Execute", "GenerateRequest", "LikelihoodRequest", "LogprobRequest",
-           "PairRequest", "Program", "Request", "drive_program", "execute_requests", "rerank_queries",
+           "PairRequest", "Program", "Request", "RequestBase", "drive_program", "execute_requests", "rerank_queries",
            "rerank_rankings", "run_programs"]

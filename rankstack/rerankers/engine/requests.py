@@ -19,8 +19,28 @@ from rankstack.rerankers.backends.base import Completion, Prompt, SamplingParams
 from rankstack.types import Ranking
 
 
+class RequestBase:
+    """What every request type has (the docstrings of its :meth:`key` and :meth:`group`)."""
+
+    def key(self) -> str:
+        """The cache key: the same key is the same answer.
+
+        Returns:
+            The request's key text (the cache stores its digest).
+        """
+        raise NotImplementedError
+
+    def group(self) -> tuple:
+        """Which requests one backend call can take together.
+
+        Returns:
+            A hashable group (requests of equal groups are batched).
+        """
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
-class LogprobRequest:
+class LogprobRequest(RequestBase):
     """Next-token log-probs of ``candidates`` after ``prompt``. Result: ``list[float]``."""
 
     prompt: Prompt
@@ -34,7 +54,7 @@ class LogprobRequest:
 
 
 @dataclass(frozen=True)
-class GenerateRequest:
+class GenerateRequest(RequestBase):
     """Completions of ``prompt``. Result: ``list[Completion]`` (``params.n`` of them)."""
 
     prompt: Prompt
@@ -48,15 +68,17 @@ class GenerateRequest:
 
     @staticmethod
     def to_json(result: list[Completion]):
+        """The completions as the cache stores them: a list of dicts."""
         return [asdict(c) for c in result]
 
     @staticmethod
     def from_json(value) -> list[Completion]:
+        """The completions back from their cached dicts."""
         return [Completion(**c) for c in value]
 
 
 @dataclass(frozen=True)
-class LikelihoodRequest:
+class LikelihoodRequest(RequestBase):
     """Teacher-forced log-probs of ``continuation``'s tokens after ``prompt`` (query likelihood).
     Result: ``list[float]``, one per continuation token."""
 
@@ -71,7 +93,7 @@ class LikelihoodRequest:
 
 
 @dataclass(frozen=True)
-class PairRequest:
+class PairRequest(RequestBase):
     """A (query, passage) pair for a scorer that is not a causal LM (cross-encoders). Result: float."""
 
     query: str
@@ -85,7 +107,7 @@ class PairRequest:
 
 
 @dataclass(frozen=True)
-class EmbedRequest:
+class EmbedRequest(RequestBase):
     """One text to embed with a bi-encoder (``role``: ``query`` or ``passage``, which may get
     different prefixes). Result: a float32 vector. Keyed by the text, so a passage shared by
     many queries (or many runs) is encoded once and cached once."""
@@ -101,10 +123,12 @@ class EmbedRequest:
 
     @staticmethod
     def to_json(result) -> str:  # exact float32 bytes, base64: a quarter of the size of a JSON list
+        """The vector as the cache stores it: its exact float32 bytes, base64 (a quarter of a JSON list)."""
         return base64.b64encode(np.asarray(result, dtype=np.float32).tobytes()).decode("ascii")
 
     @staticmethod
     def from_json(value) -> np.ndarray:
+        """The float32 vector back from its cached base64 text."""
         return np.frombuffer(base64.b64decode(value), dtype=np.float32)
 
 
@@ -114,12 +138,28 @@ Program = Generator[list, list, Ranking]
 
 
 def to_json(req, result):
-    """A result as the cache stores it (JSON); a request type with its own encoding says so."""
+    """A result as the cache stores it (JSON); a request type with its own encoding says so.
+
+    Args:
+        req: the request.
+        result: its result.
+
+    Returns:
+        A JSON-ready value.
+    """
     enc = getattr(req, "to_json", None)
     return enc(result) if enc else result
 
 
 def from_json(req, value):
-    """The inverse of :func:`to_json`: a cached value as the program receives it."""
+    """The inverse of :func:`to_json`: a cached value as the program receives it.
+
+    Args:
+        req: the request.
+        value: the cached value.
+
+    Returns:
+        The result.
+    """
     dec = getattr(req, "from_json", None)
     return dec(value) if dec else value
