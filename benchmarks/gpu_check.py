@@ -190,8 +190,8 @@ def main(argv=None) -> int:
     def timed(rr, sub_run, stats_src):
         before = dict(stats_src)
         t = time.perf_counter()
-        rr.rerank_run(sub_run, queries, corpus, depth=args.depth if isinstance(rr, PointwiseReranker) else 20)
-        if rr.last_stats.get("cache_hits"):
+        out = rr.rerank_run(sub_run, queries, corpus, depth=args.depth if isinstance(rr, PointwiseReranker) else 20)
+        if out.metadata.get("cache_hits"):
             raise RuntimeError("gpu_check timed cached answers")
         if device == "cuda":
             torch.cuda.synchronize()

@@ -42,7 +42,7 @@ def main() -> int:
     from rankstack.data import load_dataset
     from rankstack.rerankers import load_reranker
     from rankstack.rerankers.ray_engine import RayEngine
-    from rankstack.rerankers.stream import RerankJob, RunSource
+    from rankstack.rerankers.stream import RunJob, RunSource
     from rankstack.types import Run
 
     say = Report(args.out)
@@ -96,8 +96,8 @@ def main() -> int:
 
     # a worker killed with SIGKILL once the first batch is back
     cached = load_reranker("pointwise", cache=os.path.join(tmp, "shared.sqlite"), **spec)
-    job = RerankJob(RunSource(run), ds.queries, ds.corpus, args.depth, args.block_queries, reranker=cached,
-                    progress=False)
+    job = RunJob(RunSource(run), ds.queries, ds.corpus, args.depth, args.block_queries, reranker=cached,
+                 progress=False)
     got, killed, at = {}, None, 0
     t = time.perf_counter()
     for ranked, _ in RayEngine(workers=2, cpus_per_worker=1).run(job):

@@ -83,7 +83,10 @@ def main() -> int:
                        cache=False, progress=False, backend_options={"dtype": "float32"})
     q = test_q[0]
     t0 = time.perf_counter()
-    ranking = rr.rerank(ds.queries[q], ds.corpus.get_many(ds.run[q].docids[:10]))
+    from rankstack.rerankers.engine import rerank_queries
+
+    out, rr_stats = rerank_queries(rr, {q: ds.queries[q]}, {q: ds.corpus.get_many(ds.run[q].docids[:10])})
+    ranking = out[q]
     t_rr = time.perf_counter() - t0
 
     first, last = sum(curve[:10]) / 10, sum(curve[-10:]) / 10
@@ -103,7 +106,7 @@ def main() -> int:
     print(f"held-out greedy accuracy (reward 1): before {acc_before:.3f}, after {acc_after:.3f} "
           f"({len(test_ds)} sets; chance about 1/{args.size} plus ties)")
     print(f"trained model through the setwise reranker (reasoning=False: the training prefix; k=3, 5 docs per prompt, max 8 new tokens), query {q} top-10: "
-          f"{ranking.docids[:3]} in {t_rr:.1f} s; parse counts {dict((k, v) for k, v in rr.last_stats.items() if k.startswith('parse'))}")
+          f"{ranking.docids[:3]} in {t_rr:.1f} s; parse counts {rr_stats.parse_counts}")
     footer()
     return 0
 

@@ -8,8 +8,7 @@
 """
 
 from rankstack.types import Doc, Qrels, Query, Ranking, Run, ScoredDoc
-
-__version__ = "0.1.0"
+from rankstack.version import __version__
 
 __all__ = ["Doc", "Qrels", "Query", "Ranking", "Run", "ScoredDoc", "load_dataset", "load_reranker", "evaluate",
            "compare", "report", "RemoteReranker", "__version__"]

@@ -177,3 +177,21 @@ def weights_digest(module, last: bool = False, params: int = 8, values: int | No
         h.update((flat if values is None else flat[:values]).float().cpu().numpy().tobytes())
     return h.hexdigest()[:12]
 
+
+
+def folder_digest(path: str) -> str:
+    """A short digest of a model folder's weight and config files (names, sizes, mtimes): a folder
+    rewritten by training gets a new one, so cached scores of the old weights are not reused.
+
+    Args:
+        path: the folder.
+
+    Returns:
+        12 hex digits.
+    """
+    h = hashlib.sha1()
+    for name in sorted(os.listdir(path)):
+        if name.endswith((".safetensors", ".bin", ".json")):
+            st = os.stat(os.path.join(path, name))
+            h.update(f"{name}:{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:12]

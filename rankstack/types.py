@@ -60,14 +60,30 @@ class Ranking:
 
     @classmethod
     def from_scores(cls, qid: str, scores: Mapping[str, float] | Iterable[tuple[str, float]]) -> Ranking:
-        """Sort by score, descending; ties keep the order given (stable)."""
+        """Sort by score, descending; ties keep the order given (stable).
+
+        Args:
+            qid: the query id.
+            scores: ``{docid: score}`` or ``(docid, score)`` pairs.
+
+        Returns:
+            The ranking, best first.
+        """
         items = list(scores.items() if isinstance(scores, Mapping) else scores)
         items.sort(key=lambda x: -x[1])
         return cls(qid, [ScoredDoc(d, float(s)) for d, s in items])
 
     @classmethod
     def from_order(cls, qid: str, docids: Iterable[str]) -> Ranking:
-        """A ranking from an order alone: scores n, n-1, ..., 1."""
+        """A ranking from an order alone: scores n, n-1, ..., 1.
+
+        Args:
+            qid: the query id.
+            docids: the documents, best first.
+
+        Returns:
+            The ranking in that order.
+        """
         ids = list(docids)
         n = len(ids)
         return cls(qid, [ScoredDoc(d, float(n - i)) for i, d in enumerate(ids)])
@@ -77,14 +93,34 @@ class Ranking:
         return [d.docid for d in self.docs]
 
     def scores(self) -> dict[str, float]:
+        """The scores by docid.
+
+        Returns:
+            ``{docid: score}``.
+        """
         return {d.docid: d.score for d in self.docs}
 
     def top(self, k: int | None) -> Ranking:
+        """The first ``k`` documents.
+
+        Args:
+            k: how many (None: all).
+
+        Returns:
+            A new ranking.
+        """
         return Ranking(self.qid, list(self.docs if k is None else self.docs[:k]))
 
     def append_below(self, docids: Iterable[str]) -> Ranking:
-        """A new ranking with ``docids`` after every ranked doc, in the order given, scored
-        below the lowest score (``low - 1``, ``low - 2``, ...): the unreranked tail of a run."""
+        """The unreranked tail of a run put below the ranked documents.
+
+        Args:
+            docids: documents to append, in the order given.
+
+        Returns:
+            A new ranking: these documents, then ``docids`` scored below the lowest score
+            (``low - 1``, ``low - 2``, ...).
+        """
         low = min((d.score for d in self.docs), default=0.0)
         return Ranking(self.qid, self.docs + [ScoredDoc(d, low - 1.0 - i) for i, d in enumerate(docids)])
 
@@ -103,6 +139,11 @@ class Run(dict):
 
     ``metadata`` carries what a reranker counted (parse repairs, fallbacks,
     cache hits, timings) so that the CLI and benchmarks can report it.
+
+    Args:
+        rankings: ``{qid: Ranking}`` or rankings (each under its own qid).
+        name: the run's name (the TREC tag written in its file).
+        metadata: free metadata (copied).
     """
 
     def __init__(self, rankings: Mapping[str, Ranking] | Iterable[Ranking] = (), name: str = "rankstack",
@@ -120,10 +161,24 @@ class Run(dict):
     __hash__ = None  # type: ignore[assignment]
 
     def top(self, k: int | None) -> Run:
+        """Every ranking cut to ``k``.
+
+        Args:
+            k: documents per query (None: all).
+
+        Returns:
+            A new run with the same name and metadata.
+        """
         return Run((r.top(k) for r in self.values()), name=self.name, metadata=self.metadata)
 
     # --- ir-measures ------------------------------------------------------------
     def to_ir_measures(self) -> Iterator:
+        """The run as ir-measures ``ScoredDoc``s (where stored scores tie, rank-consistent scores keep
+        this order, since ir-measures sorts by score).
+
+        Returns:
+            An iterator of ``ir_measures.ScoredDoc``.
+        """
         import ir_measures
 
         for qid, ranking in self.items():
@@ -136,6 +191,15 @@ class Run(dict):
 
     @classmethod
     def from_ir_measures(cls, scored_docs: Iterable, name: str = "rankstack") -> Run:
+        """A run from ir-measures ``ScoredDoc``s (or anything with ``query_id``, ``doc_id``, ``score``).
+
+        Args:
+            scored_docs: the scored documents, any order.
+            name: the run's name.
+
+        Returns:
+            The run, each query sorted by score.
+        """
         by_q: dict[str, list[tuple[str, float]]] = {}
         for sd in scored_docs:
             by_q.setdefault(str(sd.query_id), []).append((str(sd.doc_id), float(sd.score)))

@@ -37,7 +37,7 @@ def run_recording(rr, query, docs):
     can check the scores against what the model wrote."""
     from collections import Counter
 
-    from rankstack.rerankers.groupwise import drive_program
+    from rankstack.rerankers.engine import drive_program
 
     outputs, stats = [], Counter()
 

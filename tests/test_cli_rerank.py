@@ -62,3 +62,13 @@ def test_rerank_option_passes_through(tmp_path, capsys, data_dir):
     assert main(base + ["--option", "badly-formed"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
     assert main(base + ["--option", "seed=7"]) == 0  # a real option of the cross-encoder
+
+
+def test_unknown_backend_is_a_one_line_error_not_a_traceback(tmp_path, capsys, data_dir):
+    """``--backend nope`` used to end in a ValueError traceback from load_backend; now it is a
+    BackendError (a RankstackError) the CLI prints on one line with exit status 2."""
+    assert main(["rerank", "--run", "dl19", "--queries", "dl19", "--corpus", "dl19", "--out", str(tmp_path / "x.trec"),
+                 "--no-cache", "--reranker", "pointwise", "--backend", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "rankstack rerank: error: unknown backend 'nope'; known: hf, openai, vllm"
+    assert not (tmp_path / "x.trec").exists()

@@ -11,6 +11,7 @@ from rankstack.errors import RankstackError
 from rankstack.eval import evaluate
 from rankstack.rerankers import load_reranker
 from rankstack.rerankers.dense import DenseReranker
+from rankstack.rerankers.engine import rerank_queries
 from rankstack.types import Doc, Run
 
 
@@ -48,16 +49,15 @@ def test_a_passage_shared_by_queries_is_encoded_once_and_cached(encoder, tmp_pat
             Doc("c", "Bees store honey in wax combs.")]
     path = str(tmp_path / "dense.sqlite")
     rr = DenseReranker(encoder=encoder, cache=path, progress=False)
-    from rankstack.types import Query, Ranking
+    from rankstack.types import Query
 
     queries = {"q1": Query("q1", "how do bees make honey"), "q2": Query("q2", "why did stocks fall")}
-    firsts = {q: Ranking.from_order(q, [d.docid for d in docs]) for q in queries}
-    out = rr._rerank_many(queries, {q: docs for q in queries}, firsts)
-    assert rr.last_stats["model_requests"] == 2 + 3  # two queries, three passages: not 2 x 3
+    out, stats = rerank_queries(rr, queries, {q: docs for q in queries})
+    assert stats.model_requests == 2 + 3  # two queries, three passages: not 2 x 3
     assert out["q1"].docids[-1] == "b" and out["q2"].docids[0] == "b"
     again = DenseReranker(encoder=encoder, cache=path, progress=False)
-    out2 = again._rerank_many(queries, {q: docs for q in queries}, firsts)
-    assert again.last_stats["model_requests"] == 0 and again.last_stats["cache_hits"] == 8
+    out2, stats2 = rerank_queries(again, queries, {q: docs for q in queries})
+    assert stats2.model_requests == 0 and stats2.cache_hits == 8
     for q in queries:
         assert out2[q].scores() == pytest.approx(out[q].scores(), abs=0)  # float32 bytes round-trip exactly
 

@@ -340,3 +340,56 @@ def test_train_distill_end_to_end_gives_a_loadable_model(tiny_lm, tmp_path):
     assert sorted(r.docids) == ["0", "1"]
     assert main(args) == 0  # a rerun finds every step done
     assert json.loads((out / "summary.json").read_text())["filter"] == summary["filter"]
+
+
+# --- the recipe's resume and its held-out metric -------------------------------------------------
+
+
+def test_held_out_agreement_is_ndcg_against_the_teachers_rank_grades_by_hand():
+    """``agreement``: nDCG@10 (trec_eval's linear gain, log2 discount) against the grades the teacher's
+    ranks give (rank 1 -> 3, 2-3 -> 2, 4-10 -> 1, below 0), and MRR@10 of the source passage."""
+    from rankstack.training.pipeline import agreement
+    from rankstack.training.teacher import teacher_qrels
+
+    teacher = Run([Ranking.from_order("q1", ["c", "b", "a", "d"]), Ranking.from_order("q2", ["x", "y"])])
+    grades = teacher_qrels(teacher)
+    assert grades == {"q1": {"c": 3, "b": 2, "a": 2, "d": 1}, "q2": {"x": 3, "y": 2}}
+    run = Run([Ranking.from_order("q1", ["a", "b", "c", "d"]), Ranking.from_order("q2", ["x", "y"])])
+    log2 = math.log2
+    dcg = 2 / log2(2) + 2 / log2(3) + 3 / log2(4) + 1 / log2(5)
+    ideal = 3 / log2(2) + 2 / log2(3) + 2 / log2(4) + 1 / log2(5)
+    want_ndcg = (dcg / ideal + 1.0) / 2  # q2 is in the teacher's order: 1
+    source = {"q1": {"c": 1}, "q2": {"y": 1}}  # the passages the queries were written from
+    got = agreement(run, grades, source)
+    assert got == {"ndcg10_vs_teacher": round(want_ndcg, 4), "mrr10_source": round((1 / 3 + 1 / 2) / 2, 4)}
+    assert agreement(teacher, grades, {}) == {"ndcg10_vs_teacher": 1.0}  # the teacher agrees with itself
+
+
+def test_distill_steps_whose_files_exist_are_skipped(dl19, tmp_path):
+    """Every step's file present: ``run_distill`` reads them and recomputes nothing; the student
+    (a name that cannot load) is never loaded, no generation, teacher or training runs, and the
+    earlier summary's measurements are kept."""
+    from datasets import Dataset
+
+    from rankstack.training.pipeline import DistillConfig, run_distill
+
+    out = tmp_path / "distill"
+    out.mkdir()
+    qids = sorted(dl19.run)[:3]
+    syn = S.SyntheticQueries({f"syn{i}": Query(f"syn{i}", dl19.queries[q].text) for i, q in enumerate(qids)},
+                             {f"syn{i}": dl19.run[q].docids[0] for i, q in enumerate(qids)})
+    S.write_synthetic(syn, out / "generated.tsv", out / "generated.qrels")
+    cands = Run((Ranking(f"syn{i}", dl19.run[q].top(5).docs) for i, q in enumerate(qids)), name="bm25")
+    write_run(cands, out / "candidates.trec")
+    write_run(cands, out / "teacher.trec")  # the teacher agrees with BM25: every source is its top 1
+    Dataset.from_list([{"qid": "syn0", "completion": "Yes"}] * 3).to_json(str(out / "examples.jsonl"))
+    (out / "model").mkdir()
+    (out / "model" / "config.json").write_text("{}")
+    (out / "summary.json").write_text(json.dumps({"training": {"seconds": 12.5}, "generation": {"kept": 3}}))
+    cfg = DistillConfig(corpus="dl19", student="no-such-model-anywhere", teacher="no-such-teacher:x", keep_top=1)
+    summary = run_distill(cfg, out, progress=False)
+    assert summary["examples"] == 3 and summary["filter"]["kept"] == 3 and summary["filter"]["keep_rate"] == 1.0
+    assert summary["training"] == {"seconds": 12.5} and summary["generation"] == {"kept": 3}  # earlier runs' numbers
+    assert "teacher_seconds" not in summary
+    assert (out / "queries.tsv").read_text().count("\n") == 3  # the filter (cheap) ran again on the files read
+    assert json.loads((out / "summary.json").read_text())["examples"] == 3

@@ -16,8 +16,9 @@ from rankstack.rerankers import Fusion
 from rankstack.rerankers.backends.base import Backend
 from rankstack.rerankers.backends.hf import HFBackend
 from rankstack.rerankers.cache import ScoreCache
+from rankstack.rerankers.engine import EngineStats
 from rankstack.rerankers.pointwise import PointwiseReranker
-from rankstack.types import Doc, Query, Ranking, Run, ScoredDoc
+from rankstack.types import Doc, Query, Ranking, Run
 
 
 class Counting(Backend):
@@ -196,3 +197,32 @@ def test_passages_truncated_query_kept_whole(tiny_backend):
     passage = cut.split("Passage: ", 1)[1].split("\n\n")[0]
     assert tiny_backend.count_tokens(passage) <= 12 and long_doc.startswith(passage)
     assert any("Passage: short passage\n" in u for u in users)  # short ones untouched
+
+
+def test_the_engine_docs_custom_paradigm_runs_as_written(tmp_path, capsys):
+    """docs/engine.md's custom paradigm, executed as the page shows it: two rounds of PairRequests,
+    the two queries' rounds batched together, identical requests run once, and a cached rerun
+    costs no model call."""
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "engine.md").read_text(encoding="utf-8")
+    block = page.split("## A custom paradigm")[1].split("```python\n")[1].split("```")[0]
+    ns: dict = {}
+    exec(compile(block, "docs/engine.md", "exec"), ns)
+    stats, rankings = ns["stats"], ns["rankings"]
+    # q1 "honey bees": a and c hold both words (1.0), b none; round 2 puts the shorter c first
+    assert rankings["q1"].docids == ["c", "a", "b"] and rankings["q2"].docids[0] == "b"
+    assert (stats.requests, stats.model_requests, stats.cache_hits) == (10, 9, 0)  # "a" asked twice in round 2
+    assert stats.counts == {"no_overlap": 3} and stats.as_dict()["no_overlap"] == 3
+    assert ns["out"].metadata["requests"] == 8 and ns["out"].metadata["queries"] == 2
+
+    cached = ns["Overlap"](cache=str(tmp_path / "c.sqlite"), progress=False)
+    calls = []
+    cached.execute = lambda reqs, inner=cached.execute: calls.append(len(reqs)) or inner(reqs)
+    first, st1 = ns["rerank_queries"](cached, ns["queries"], {q: ns["docs"] for q in ns["queries"]})
+    again, st2 = ns["rerank_queries"](cached, ns["queries"], {q: ns["docs"] for q in ns["queries"]})
+    assert calls == [6, 3] and st2.cache_hits == 10 and st2.model_requests == 0  # rounds batched across queries
+    assert {q: r.docids for q, r in again.items()} == {q: r.docids for q, r in first.items()}
+    merged = st1 + st2
+    assert (merged.requests, merged.model_requests, merged.cache_hits) == (20, 9, 10)
+    assert EngineStats.from_dict(merged.as_dict()).as_dict() == merged.as_dict()

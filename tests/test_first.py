@@ -11,6 +11,7 @@ import pytest
 from rankstack.errors import RankstackError
 from rankstack.rerankers.backends.hf import HFBackend
 from rankstack.rerankers.base import LogprobRequest
+from rankstack.rerankers.engine import rerank_queries
 from rankstack.rerankers.first import FirstReranker, identifier_paths, plan_requests
 from rankstack.types import Doc, Query, Run
 
@@ -146,8 +147,9 @@ def test_shuffled_passes_aggregate_by_mean_reciprocal_rank(tiny_lm):
     be = HFBackend(model_obj=model, tokenizer=tok)
     docs = [Doc(str(i), f"text {i}") for i in range(10)]
     rr = FirstReranker(be, window=4, step=2, passes=4, shuffle=True, seed=3, cache=False, progress=False)
-    r = rr.rerank(Query("q", "x"), docs)
-    assert rr.last_stats["windows"] == 4 * 4
+    out, stats = rerank_queries(rr, {"q": Query("q", "x")}, {"q": docs})
+    r = out["q"]
+    assert stats.counts["windows"] == 4 * 4
     assert sorted(r.docids) == sorted(d.docid for d in docs)
     assert abs(sum(d.score for d in r.docs) - sum(1 / k for k in range(1, 11))) < 1e-9  # MRR sums per pass
     assert rr.rerank(Query("q", "x"), docs).docids == r.docids  # seeded: the same shuffles again

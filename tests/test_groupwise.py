@@ -10,7 +10,8 @@ import pytest
 from rankstack.rerankers.backends.base import Completion
 from rankstack.rerankers.backends.hf import HFBackend
 from rankstack.rerankers.base import Fusion
-from rankstack.rerankers.groupwise import GroupwiseReranker, drive_program, make_groups, parse_group_scores
+from rankstack.rerankers.engine import drive_program
+from rankstack.rerankers.groupwise import GroupwiseReranker, make_groups, parse_group_scores
 from rankstack.rerankers.seeds import derive_seed
 from rankstack.rerankers.registry import load_reranker
 from rankstack.types import Doc, Query
@@ -150,8 +151,10 @@ def test_no_reasoning_variant_parses_the_prefix_with_the_completion():
 
 
 def test_real_smollm2_direct_json_parses_and_the_scores_follow(smollm2, dl19):
-    """SmolLM2-135M, direct mode (the answer's JSON opened in the prefix), greedy, one group of 3: its
-    output parses, and each document's score is the value the parser reads for its slot."""
+    """SmolLM2-135M, direct mode (the answer's JSON opened in the prefix), greedy, one group of 3: each
+    document's score is the value the parser reads for its slot from the recorded output, or 0 with
+    the group counted as failed when it reads none. What the model writes is not asserted (a 135M
+    model's greedy text flips between CPU kernels); the parser's success path is scripted above."""
     qid = "1110199"
     docs = dl19.corpus.get_many(dl19.run[qid].docids[:3])
     rr = GroupwiseReranker(smollm2, group_size=3, repeats=1, reasoning=False, temperature=0.0, max_new_tokens=24,
@@ -160,7 +163,10 @@ def test_real_smollm2_direct_json_parses_and_the_scores_follow(smollm2, dl19):
     ranking, outputs, stats = run_recording(rr, dl19.queries[qid], docs)
     text = outputs[0][0].text
     scores, status = parse_group_scores(rr.template.assistant_prefix.format() + text, 3)
-    assert scores is not None and stats["parse_failed_groups"] == 0, text
     (group,) = make_groups(3, 3, random.Random(derive_seed(0, qid, 0)))
-    assert ranking.scores() == pytest.approx({docs[i].docid: scores[j] for j, i in enumerate(group)})
+    if scores is None:
+        assert stats["parse_failed_groups"] == 1 and set(ranking.scores().values()) == {0.0}, text
+    else:
+        assert stats["parse_failed_groups"] == 0, text
+        assert ranking.scores() == pytest.approx({docs[i].docid: scores[j] for j, i in enumerate(group)})
     assert stats["groups"] == 1 and (status == "ok" or stats[f"parse_{status}"] == 1)

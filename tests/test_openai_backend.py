@@ -19,7 +19,8 @@ from rankstack.rerankers.backends import BackendError, Prompt, SamplingParams, l
 from rankstack.rerankers.backends.llama_server import free_port, llama_server_command
 from rankstack.rerankers.backends.llama_server import llama_server as start_llama_server
 from rankstack.rerankers.base import LogprobRequest, Reranker
-from rankstack.types import Doc, Ranking
+from rankstack.rerankers.engine import rerank_queries
+from rankstack.types import Doc, Query, Ranking
 
 
 #: llama.cpp reuses a slot's cached prompt prefix, which moves Q4 log-probs by up to ~0.1-0.3 nats
@@ -201,12 +202,14 @@ TOL = 0.35
 def test_reranker_engine_end_to_end(chat, smollm2, tmp_path):
     docs = [Doc("d1", PAIRS[1][1]), Doc("d2", PAIRS[0][1]), Doc("d3", PAIRS[5][1])]
     rr = YesNoReranker(chat, cache=str(tmp_path / "cache.sqlite"), progress=False)
-    ranking = rr.rerank(PAIRS[0][0], docs)
+    q = {"q": Query("q", PAIRS[0][0])}
+    out, stats = rerank_queries(rr, q, {"q": docs})
+    ranking = out["q"]
     assert sorted(ranking.docids) == ["d1", "d2", "d3"]
-    assert rr.last_stats["model_requests"] == 3
-    again = rr.rerank(PAIRS[0][0], docs)  # from the cache, no HTTP
+    assert stats.model_requests == 3
     before = chat.stats["http_requests"]
-    assert again.docids == ranking.docids and rr.last_stats["cache_hits"] == 3
+    out, stats = rerank_queries(rr, q, {"q": docs})  # from the cache, no HTTP
+    assert out["q"].docids == ranking.docids and stats.cache_hits == 3
     assert chat.stats["http_requests"] == before
     ref = YesNoReranker(smollm2, cache=False, progress=False).rerank(PAIRS[0][0], docs)
     got, want = ranking.scores(), ref.scores()

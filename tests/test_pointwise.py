@@ -17,7 +17,8 @@ import pytest
 from rankstack.errors import RankstackError
 from rankstack.rerankers import load_reranker
 from rankstack.rerankers.backends.base import Completion
-from rankstack.rerankers.pointwise import DIGITS, NO_FORMS, YES_FORMS, PointwiseReranker, parse_erank
+from rankstack.rerankers.engine import rerank_queries
+from rankstack.rerankers.pointwise import DIGITS, NO_FORMS, YES_FORMS, PointwiseReranker, erank_score
 from rankstack.types import Doc, Query
 
 from _scripted import ScriptedBackend
@@ -87,29 +88,30 @@ def test_score10_two_token_ten(smollm2, dl19):
     q0 = math.exp(smollm2.next_token_logprobs([replace(p, assistant_prefix=p.assistant_prefix + "1")], ("0",))[0, 0])
     pk = np.exp(digits)
     want = (np.dot(np.arange(10), pk) + pk[1] * q0 * 9) / pk.sum()
-    got_exact = exact.rerank(query, docs).scores()
+    ranked, stats = rerank_queries(exact, {query.qid: query}, {query.qid: docs})
+    got_exact = ranked[query.qid].scores()
     got_approx = approx.rerank(query, docs).scores()
     assert got_exact[docs[0].docid] == pytest.approx(want, abs=1e-3)
     assert got_approx[docs[0].docid] == pytest.approx(np.dot(np.arange(10), pk) / pk.sum(), abs=1e-3)
     for d in docs:
         assert 0 <= got_approx[d.docid] <= got_exact[d.docid] <= 10
-    assert exact.last_stats["score10_two_token"] == 1
+    assert stats.counts["score10_two_token"] == 1
 
 
-def test_parse_erank():
+def test_erank_score():
     def comp(tokens, lps):
         return Completion("".join(t.replace("Ġ", " ") for t in tokens), lps, tokens)
 
     c = comp(["<", "think", ">", "Ġok", "</", "think", "><", "answer", ">", "7", "</", "answer", ">"],
              [-0.1] * 9 + [-0.5, -0.1, -0.1, -0.1])
-    s, status = parse_erank(c)
+    s, status = erank_score(c)
     assert status == "ok" and s == pytest.approx(7 * math.exp(-0.5))
     c10 = comp(["<", "answer", ">", "Ġ", "1", "0", "Ġ", "</", "answer", ">"], [0, 0, 0, 0, -0.2, -0.3, 0, 0, 0, 0])
-    assert parse_erank(c10) == (pytest.approx(10 * math.exp(-0.5)), "ok")  # both digit tokens count
-    assert parse_erank(Completion("<think>hmm</think> no answer"))[1] == "fallback"
-    assert parse_erank(Completion("<think>x</think><answer>12</answer>", [], []))[0] == 10.0  # clamped, Pr unknown
-    assert parse_erank(Completion("<think>x</think><answer>12</answer>", [], []))[1] == "clamped"
-    assert parse_erank(Completion("<answer>4</answer>", [], []))[1] == "no_logprob"
+    assert erank_score(c10) == (pytest.approx(10 * math.exp(-0.5)), "ok")  # both digit tokens count
+    assert erank_score(Completion("<think>hmm</think> no answer"))[1] == "fallback"
+    assert erank_score(Completion("<think>x</think><answer>12</answer>", [], []))[0] == 10.0  # clamped, Pr unknown
+    assert erank_score(Completion("<think>x</think><answer>12</answer>", [], []))[1] == "clamped"
+    assert erank_score(Completion("<answer>4</answer>", [], []))[1] == "no_logprob"
 
 
 def test_erank_generation_falls_back_and_counts(tiny_lm, dl19):
@@ -118,9 +120,10 @@ def test_erank_generation_falls_back_and_counts(tiny_lm, dl19):
     model, tok = tiny_lm
     be = HFBackend(model="tiny-llama", model_obj=model, tokenizer=tok, batch_size=4)
     rr = PointwiseReranker(be, method="erank", max_new_tokens=4, cache=False, progress=False, max_doc_tokens=16)
-    r = rr.rerank("what is a flea", ["Fleas are insects.", "Bananas are yellow."])
-    assert r.scores() == {"0": 0.0, "1": 0.0}  # a random model writes no <answer>: score 0, counted
-    assert rr.last_stats["parse_fallback"] == 2 and rr.last_stats["generated_tokens"] > 0
+    q = Query("q", "what is a flea")
+    out, stats = rerank_queries(rr, {"q": q}, {"q": [Doc("0", "Fleas are insects."), Doc("1", "Bananas are yellow.")]})
+    assert out["q"].scores() == {"0": 0.0, "1": 0.0}  # a random model writes no <answer>: score 0, counted
+    assert stats.parse_counts == {"parse_fallback": 2} and stats.generated_tokens > 0
 
 
 def overlap_judge(prompt):
@@ -141,11 +144,13 @@ def test_erank_success_path_scores_n_times_its_probability():
     docs = ["a flea is an insect", "cars have wheels", "what is a flea? a flea is what this is about",
             "is a flea what it is"]
     rr = PointwiseReranker(ScriptedBackend(overlap_judge), method="erank", cache=False, progress=False)
-    r = rr.rerank("what is a flea", docs)
+    q = Query("q", "what is a flea")
+    out, stats = rerank_queries(rr, {"q": q}, {"q": [Doc(str(i), t) for i, t in enumerate(docs)]})
+    r = out["q"]
     want = {"0": 3 * math.exp(-0.25), "1": 0.0, "2": 4 * math.exp(-0.25), "3": 4 * math.exp(-0.25)}
     assert r.scores() == pytest.approx(want)
     assert r.docids[:2] == ["2", "3"] and r.docids[-1] == "1"  # ties keep input order
-    assert not any(k.startswith("parse_") for k in rr.last_stats)
+    assert stats.parse_counts == {}
     ten = PointwiseReranker(ScriptedBackend(overlap_judge), method="erank", cache=False, progress=False)
     q = " ".join(f"w{i}" for i in range(12))
     assert ten.rerank(q, [q]).scores()["0"] == pytest.approx(10 * math.exp(-0.5))  # "1", "0": both digits

@@ -13,6 +13,7 @@ from rankstack.rerankers import load_reranker
 from rankstack.rerankers.backends import BackendError, Prompt, load_backend
 from rankstack.rerankers.backends.hf import HFBackend
 from rankstack.rerankers.base import LikelihoodRequest
+from rankstack.rerankers.engine import rerank_queries
 from rankstack.rerankers.pointwise import PointwiseReranker
 from rankstack.rerankers.prompts.pointwise import QLM
 from rankstack.types import Doc, Query, Ranking, Run
@@ -102,8 +103,8 @@ def test_qlm_score_is_the_mean_query_token_logprob_and_is_cached(tiny, tmp_path)
     again = rr.rerank_run(run, {"q1": q}, Store(corpus), depth=4)
     assert again.metadata["model_requests"] == 0 and again.metadata["cache_hits"] == 4
     assert again["q1"].scores() == got
-    empty = rr.rerank(Query("q2", ""), docs[:2])
-    assert rr.last_stats["qlm_empty_query"] == 2 and [d.score for d in empty.docs] == [0.0, 0.0]
+    out, stats = rerank_queries(rr, {"q2": Query("q2", "")}, {"q2": docs[:2]})
+    assert stats.counts["qlm_empty_query"] == 2 and [d.score for d in out["q2"].docs] == [0.0, 0.0]
     assert LikelihoodRequest(rr.prompt(q, docs[0]), "a").key() != LikelihoodRequest(rr.prompt(q, docs[0]), "b").key()
 
 

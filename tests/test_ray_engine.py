@@ -17,7 +17,7 @@ pytest.importorskip("ray.data")
 from rankstack.data.trec import read_run  # noqa: E402
 from rankstack.rerankers import load_reranker  # noqa: E402
 from rankstack.rerankers.ray_engine import RayEngine  # noqa: E402
-from rankstack.rerankers.stream import RerankJob, RunSource  # noqa: E402
+from rankstack.rerankers.stream import RunJob, RunSource  # noqa: E402
 from rankstack.types import Run  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -72,7 +72,7 @@ def test_ray_run_equals_one_process_in_memory_and_from_a_file(cluster, dl19, top
 
 def test_killed_worker_still_gives_the_whole_identical_run(cluster, dl19, top, reference, tmp_path):
     rr = load_reranker("dense", model="minilm-l6", cache=str(tmp_path / "shared.sqlite"), progress=False)
-    job = RerankJob(RunSource(top), dl19.queries, dl19.corpus, DEPTH, 2, reranker=rr, progress=False)
+    job = RunJob(RunSource(top), dl19.queries, dl19.corpus, DEPTH, 2, reranker=rr, progress=False)
     got: dict = {}
     killed = None
     for ranked, _ in RayEngine(workers=2, cpus_per_worker=1).run(job):

@@ -18,7 +18,7 @@ from rankstack.data.trec import iter_run, read_run, run_groups, write_run
 from rankstack.errors import FormatError
 from rankstack.rerankers import load_reranker
 from rankstack.rerankers.cache import ScoreCache
-from rankstack.rerankers.stream import RerankJob, RunSource, marker_path, rerank_to_file
+from rankstack.rerankers.stream import RunJob, RunSource, marker_path, rerank_to_file
 from rankstack.types import Run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +95,7 @@ def test_rerank_run_to_file_appends_blocks_and_resumes_from_the_output(encoder, 
     # a run killed after two blocks and a torn line: the marker is there, the output ends mid-query
     text = out.read_text().splitlines(keepends=True)
     out.write_text("".join(text[: 2 * 2 * 12] + text[48:53]) + text[53][:9])
-    job = RerankJob(RunSource(run6), dl19.queries, dl19.corpus, 10, 2, reranker=rr, progress=False)
+    job = RunJob(RunSource(run6), dl19.queries, dl19.corpus, 10, 2, reranker=rr, progress=False)
     ident = {"identity": rr.fingerprint(), "depth": 10, "tag": "dense", "input": RunSource(run6).identity()}
     Path(marker_path(out)).write_text(__import__("json").dumps(ident))
     md2 = rerank_to_file(job, out, identity=rr.fingerprint(), tag="dense")

@@ -81,6 +81,17 @@ class Dataset:
 
 
 def dataset_dir(name: str) -> Path | None:
+    """The local folder holding every file of a named dataset.
+
+    Args:
+        name: a dataset name (``dl19``, ``vaswani``, ``cacm``, ...).
+
+    Returns:
+        ``$RANKSTACK_DATA/NAME`` or the cache's copy, whichever is complete; None when neither is.
+
+    Raises:
+        RankstackError: an unknown name.
+    """
     spec = _spec(name)
     candidates = [r / name for r in (data_root(),) if r] + [cache_root() / "datasets" / name]
     for d in candidates:
@@ -97,7 +108,19 @@ def _spec(name: str) -> DatasetSpec:
 
 
 def download(name: str, mirror: str | None = None, dest: Path | None = None) -> Path:
-    """Copy a dataset's files from a mirror URL (``<mirror>/<name>/<file>``) into the cache."""
+    """Copy a dataset's files from a mirror URL (``<mirror>/<name>/<file>``) into the cache.
+
+    Args:
+        name: the dataset name.
+        mirror: the mirror's base URL (default ``$RANKSTACK_DATA_MIRROR``).
+        dest: the folder to write (default the cache's ``datasets/NAME``).
+
+    Returns:
+        The folder the files are in.
+
+    Raises:
+        DatasetNotFoundError: no mirror, or a file that does not download.
+    """
     spec = _spec(name)
     mirror = mirror or os.environ.get("RANKSTACK_DATA_MIRROR")
     if not mirror:
@@ -139,7 +162,22 @@ def _from_ir_datasets(spec: DatasetSpec) -> Dataset:
 
 
 def load_dataset(name: str, source: str = "auto", mirror: str | None = None) -> Dataset:
-    """Load a named dataset: ``source`` is ``auto`` (local, else mirror), ``local``, ``mirror`` or ``ir_datasets``."""
+    """Load a named dataset.
+
+    Args:
+        name: ``dl19``, ``dl20``, ``vaswani``, ``cacm``, ... (``rankstack.data.datasets.SPECS``).
+        source: ``auto`` (the local copy under ``RANKSTACK_DATA`` or the cache, else the mirror),
+            ``local``, ``mirror`` or ``ir_datasets`` (online).
+        mirror: the mirror URL (default ``$RANKSTACK_DATA_MIRROR``).
+
+    Returns:
+        The :class:`Dataset`: ``queries``, ``qrels``, ``corpus`` (a ``DocStore``, opened on first
+        use), ``run`` (the shipped first-stage run, if any), ``rel`` (the binary-relevance cut)
+        and ``judged_queries``.
+
+    Raises:
+        DatasetNotFoundError: no local copy and no mirror (the message says what to set).
+    """
     spec = _spec(name)
     if source == "ir_datasets":
         return _from_ir_datasets(spec)
@@ -155,23 +193,58 @@ def load_dataset(name: str, source: str = "auto", mirror: str | None = None) -> 
 
 
 def resolve_queries(arg: str) -> dict[str, Query]:
-    """A topics file path or a dataset name."""
+    """Query texts from a topics file or a dataset name.
+
+    Args:
+        arg: a topics file path (TSV, TREC, JSON) or a dataset name.
+
+    Returns:
+        ``{qid: Query}``.
+    """
     return load_dataset(arg).queries if arg in SPECS and not os.path.exists(arg) else read_topics(arg)
 
 
 def resolve_corpus(arg: str, store: str = "auto") -> DocStore:
+    """A corpus from a file or a dataset name.
+
+    Args:
+        arg: a corpus file (JSONL, TSV, TREC SGML, Pyserini JSON, HTML folder) or a dataset name.
+        store: ``auto`` (memory when it fits, else SQLite), ``memory`` or ``sqlite``.
+
+    Returns:
+        The :class:`DocStore`.
+    """
     if arg in SPECS and not os.path.exists(arg):
         return load_dataset(arg).corpus
     return load_corpus(arg, store=store)
 
 
 def resolve_run(arg: str) -> Run:
+    """A run read whole from a file or a dataset's first-stage run.
+
+    Args:
+        arg: a TREC run file or a dataset name.
+
+    Returns:
+        The :class:`Run`.
+    """
     return read_run(resolve_run_path(arg))
 
 
 def resolve_run_path(arg: str) -> Path:
     """A run file path, or the first-stage run file of a named dataset (read it block by block
-    with :func:`rankstack.data.trec.iter_run`)."""
+    with :func:`rankstack.data.trec.iter_run`).
+
+    Args:
+        arg: a TREC run file or a dataset name.
+
+    Returns:
+        The file's path.
+
+    Raises:
+        RankstackError: a dataset that ships no run.
+        FileNotFoundError: no such file.
+    """
     if arg in SPECS and not os.path.exists(arg):
         spec = _spec(arg)
         if spec.run is None:
@@ -186,4 +259,12 @@ def resolve_run_path(arg: str) -> Path:
 
 
 def resolve_qrels(arg: str) -> Qrels:
+    """Judgements from a qrels file or a dataset name.
+
+    Args:
+        arg: a TREC qrels file or a dataset name.
+
+    Returns:
+        ``{qid: {docid: grade}}``.
+    """
     return load_dataset(arg).qrels if arg in SPECS and not os.path.exists(arg) else read_qrels(arg)

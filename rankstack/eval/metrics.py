@@ -18,6 +18,18 @@ _GRADED = {"nDCG", "ERR", "Judged", "NumRet", "NumQ", "NumRel", "Rprec_mult", "i
 
 
 def parse_measures(measures: Iterable[str] | str, rel: int | None = None) -> list:
+    """ir-measures measure objects from names.
+
+    Args:
+        measures: names (``"nDCG@10"``, ``"RR@10"``, ``"R@100"``) or measure objects, or one name.
+        rel: the relevance level given to binary measures that do not name one.
+
+    Returns:
+        The measures.
+
+    Raises:
+        RankstackError: an unknown measure.
+    """
     import ir_measures
 
     out = []
@@ -35,11 +47,21 @@ def parse_measures(measures: Iterable[str] | str, rel: int | None = None) -> lis
 
 def evaluate(run: Run, qrels: Qrels, measures: Sequence[str] | str = DEFAULT_MEASURES, rel: int | None = None,
              per_query: bool = False, judged_only: bool = True):
-    """Evaluate a run.
+    """Evaluate a run with ir-measures.
 
-    Returns ``{measure_name: value}`` (mean over the queries that have judgements), or with
-    ``per_query=True`` ``{measure_name: {qid: value}}``. Judged queries the run lacks count as 0
-    (trec_eval ``-c``), so runs that drop queries are not flattered.
+    Judged queries the run lacks count as 0 (trec_eval ``-c``), so runs that drop queries are
+    not flattered.
+
+    Args:
+        run: the run.
+        qrels: ``{qid: {docid: grade}}``.
+        measures: measure names (``"nDCG@10"``, ``["nDCG@10", "R@100"]``).
+        rel: the relevance level of binary measures (TREC DL: 2); nDCG always uses the grades.
+        per_query: return per-query values instead of means.
+        judged_only: average over the judged queries (False: over the run's queries).
+
+    Returns:
+        ``{measure: mean}``, or with ``per_query`` ``{measure: {qid: value}}``.
     """
     import ir_measures
 

@@ -14,7 +14,16 @@ class TestResult:
 
 
 def paired_ttest(a: dict[str, float], b: dict[str, float]) -> TestResult:
-    """Two-sided paired t-test over the queries both dicts hold (b - a)."""
+    """Two-sided paired t-test over the queries both dicts hold (b - a).
+
+    Args:
+        a: per-query values of the baseline.
+        b: per-query values of the other run.
+
+    Returns:
+        The :class:`TestResult` (t, p, the number of queries, the mean difference); NaN with fewer
+        than two shared queries.
+    """
     from scipy import stats
 
     qids = sorted(set(a) & set(b))

@@ -13,8 +13,17 @@ def compare(runs: Mapping[str, Run], qrels: Qrels, measures: Sequence[str], rel:
             baseline: str | None = None, alpha: float = 0.05) -> str:
     """Evaluate several runs and return the table (PyTerrier's ``Experiment`` in one call).
 
-    ``baseline`` (default: the first run) is tested against each other run with a paired
-    t-test per measure; ``+``/``-`` mark a significant gain/loss at ``alpha``.
+    Args:
+        runs: ``{name: Run}``, in table order.
+        qrels: the judgements.
+        measures: measure names.
+        rel: the relevance level of binary measures.
+        baseline: the run each other run is tested against with a paired t-test per measure
+            (default: the first); ``+``/``-`` mark a significant gain/loss.
+        alpha: the significance level.
+
+    Returns:
+        The table as text.
     """
     names = list(runs)
     per = {n: evaluate(runs[n], qrels, measures, rel=rel, per_query=True) for n in names}
@@ -25,10 +34,18 @@ def compare(runs: Mapping[str, Run], qrels: Qrels, measures: Sequence[str], rel:
 def table_cells(per_query: Mapping[str, Mapping[str, Mapping[str, float]]], baseline: str | None = None,
                 alpha: float = 0.05, digits: int = 4, extra: Mapping[str, Mapping[str, str]] | None = None
                 ) -> tuple[list[str], list[list[str]], str]:
-    """The table as cells: ``(header, rows, footnote)``; each measure cell is the mean with its
-    significance mark (``+``/``-``, paired t-test against ``baseline`` at ``alpha``).
-    ``per_query``: run -> measure -> qid -> value. ``extra``: run -> column -> text (speed, counts).
-    :func:`format_table` prints these cells; the HTML report draws the same ones."""
+    """The table as cells; :func:`format_table` prints them, the HTML report draws the same ones.
+
+    Args:
+        per_query: run -> measure -> qid -> value (rows in this order).
+        baseline: the run the others are tested against (paired t-test), or None.
+        alpha: the significance level of the ``+``/``-`` marks.
+        digits: decimals of each mean.
+        extra: run -> column -> text (speed, counts), extra columns after the measures.
+
+    Returns:
+        ``(header, rows, footnote)``.
+    """
     names = list(per_query)
     measures = list(next(iter(per_query.values()))) if names else []
     extra_cols: list[str] = []
@@ -58,7 +75,18 @@ def table_cells(per_query: Mapping[str, Mapping[str, Mapping[str, float]]], base
 
 def format_table(per_query: Mapping[str, Mapping[str, Mapping[str, float]]], baseline: str | None = None,
                  alpha: float = 0.05, digits: int = 4, extra: Mapping[str, Mapping[str, str]] | None = None) -> str:
-    """``per_query``: run -> measure -> qid -> value. ``extra``: run -> column -> text (speed, counts)."""
+    """The table as aligned text (what ``rankstack eval`` and ``compare`` print).
+
+    Args:
+        per_query: run -> measure -> qid -> value.
+        baseline: the run the others are tested against, or None.
+        alpha: the significance level.
+        digits: decimals of each mean.
+        extra: run -> column -> text (speed, counts).
+
+    Returns:
+        The table, with its footnote as the last line.
+    """
     header, rows, foot = table_cells(per_query, baseline, alpha, digits, extra)
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
     fmt = lambda r: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))

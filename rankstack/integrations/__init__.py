@@ -26,7 +26,17 @@ from rankstack.types import Doc
 
 
 def rerank_texts(reranker, query: str, texts: list[str], top_n: int | None = None) -> list[tuple[int, float]]:
-    """``(input index, relevance in [0, 1])`` of the best ``top_n`` texts, best first (the adapters' core)."""
+    """The adapters' core: rerank plain texts and calibrate the scores to [0, 1].
+
+    Args:
+        reranker: any rankstack reranker, or a ``RemoteReranker``.
+        query: the query text.
+        texts: the candidate texts.
+        top_n: keep the best ``top_n`` (None: all).
+
+    Returns:
+        ``(input index, relevance in [0, 1])`` of the kept texts, best first.
+    """
     if not texts:
         return []
     ranking = reranker.rerank(query, [Doc(str(i), t) for i, t in enumerate(texts)])

@@ -21,9 +21,15 @@ from rankstack.integrations import rerank_texts
 
 
 class RankstackRerank(BaseDocumentCompressor):
-    """Reranks ``documents`` for ``query`` with ``reranker`` and keeps the ``top_n`` best (all if
-    None). Each returned Document is a copy of the input one (same ``id`` and metadata) with
-    ``metadata["relevance_score"]`` (in [0, 1]) added, as LangChain's rerankers do."""
+    """A LangChain document compressor: reranks ``documents`` for ``query`` with ``reranker`` and
+    keeps the ``top_n`` best (all if None). Each returned Document is a copy of the input one
+    (same ``id`` and metadata) with ``metadata["relevance_score"]`` (in [0, 1]) added, as
+    LangChain's rerankers do.
+
+    Args:
+        reranker: any rankstack reranker, or a ``RemoteReranker``.
+        top_n: documents kept (None: all).
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -32,6 +38,16 @@ class RankstackRerank(BaseDocumentCompressor):
 
     def compress_documents(self, documents: Sequence[Document], query: str,
                            callbacks: Callbacks | None = None) -> Sequence[Document]:
+        """Rerank and keep the best documents (LangChain's compressor entry point).
+
+        Args:
+            documents: LangChain Documents.
+            query: the query text.
+            callbacks: LangChain callbacks (unused).
+
+        Returns:
+            Copies of the best ``top_n`` documents with ``relevance_score`` in their metadata, best first.
+        """
         docs = list(documents)
         out = []
         for i, score in rerank_texts(self.reranker, query, [d.page_content for d in docs], self.top_n):

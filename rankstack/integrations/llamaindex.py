@@ -18,10 +18,16 @@ from rankstack.integrations import rerank_texts
 
 
 class RankstackRerank(BaseNodePostprocessor):
-    """Reranks the nodes for the query with ``reranker`` and keeps the ``top_n`` best (all if None).
-    The nodes are kept as they are (ids, metadata, relationships); ``NodeWithScore.score`` becomes
-    the relevance in [0, 1]. The text scored is the node's content as embedding sees it
-    (``MetadataMode.EMBED``), as LlamaIndex's own rerankers do."""
+    """A LlamaIndex node postprocessor: reranks the nodes for the query with ``reranker`` and keeps
+    the ``top_n`` best (all if None). The nodes are kept as they are (ids, metadata,
+    relationships); ``NodeWithScore.score`` becomes the relevance in [0, 1]. The text scored is
+    the node's content as embedding sees it (``MetadataMode.EMBED``), as LlamaIndex's own
+    rerankers do.
+
+    Args:
+        reranker: any rankstack reranker, or a ``RemoteReranker``.
+        top_n: nodes kept (None: all).
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -30,6 +36,11 @@ class RankstackRerank(BaseNodePostprocessor):
 
     @classmethod
     def class_name(cls) -> str:
+        """LlamaIndex's serialisation name.
+
+        Returns:
+            ``"RankstackRerank"``.
+        """
         return "RankstackRerank"
 
     def _postprocess_nodes(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:

@@ -43,6 +43,19 @@ class RankstackReranker(pt.Transformer):
         return f"RankstackReranker({self.reranker!r})"
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        """Rerank a result frame (PyTerrier's transformer entry point).
+
+        Args:
+            inp: a frame with ``qid``, ``query``, ``docno`` and the text column (or ``corpus=``);
+                ``rank`` or ``score`` give the first-stage order.
+
+        Returns:
+            The frame reranked: the input columns plus the new ``score`` and ``rank`` (0-based), best
+            first per query, ``top_n`` per query when set.
+
+        Raises:
+            RankstackError: a missing column.
+        """
         need = ["qid", "query", "docno"] + ([] if self.corpus is not None else [self.text_field])
         missing = [c for c in need if c not in inp.columns]
         if missing:
@@ -79,8 +92,13 @@ class RankstackReranker(pt.Transformer):
 
 class RankstackRetriever(pt.Transformer):
     """Any rankstack first stage (``retrieve(queries, k) -> Run``: bm25s BM25, Lucene, dense,
-    fusion) over a PyTerrier topics frame (``qid``, ``query``): the top ``k`` per query as a
-    result frame, with the passage ``text`` when a ``corpus`` is given."""
+    fusion) as a PyTerrier transformer over a topics frame (``qid``, ``query``).
+
+    Args:
+        retriever: the rankstack retriever.
+        k: documents per query.
+        corpus: a ``DocStore``: the result frame gets each passage's ``text``.
+    """
 
     def __init__(self, retriever, k: int = 1000, corpus: DocStore | None = None):
         self.retriever, self.k, self.corpus = retriever, k, corpus
@@ -89,6 +107,17 @@ class RankstackRetriever(pt.Transformer):
         return f"RankstackRetriever({type(self.retriever).__name__}, k={self.k})"
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        """Retrieve for a topics frame (PyTerrier's transformer entry point).
+
+        Args:
+            inp: a frame with ``qid`` and ``query``.
+
+        Returns:
+            A result frame: ``qid``, ``query``, ``docno``, ``score``, ``rank`` (and ``text`` with a corpus).
+
+        Raises:
+            RankstackError: a missing column.
+        """
         missing = [c for c in ("qid", "query") if c not in inp.columns]
         if missing:
             raise RankstackError(f"RankstackRetriever: the topics frame has no {missing} column(s)")

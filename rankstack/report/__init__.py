@@ -27,13 +27,24 @@ def report(runs, qrels: Qrels | str, queries: Mapping[str, Query] | str | None =
            title: str | None = None) -> str:
     """The report page as an HTML string.
 
-    ``runs``: ``{name: Run or path}``, or a list of Runs, paths or ``NAME=PATH`` strings (a run
-    file's metadata is read from ``PATH.meta.json`` when present; a Run's from ``run.metadata``).
-    ``qrels``, ``queries``, ``corpus``: objects, files, or dataset names (``dl19``); without
-    ``queries`` queries show by id, without ``corpus`` passages show by docid. ``rel``: the
-    relevance level of binary measures (default: the dataset's when ``qrels`` names one).
-    ``baseline``: the run the others are tested against (default: the first). ``top``: passages
-    listed per query and run; ``words``: words of each passage shown.
+    Args:
+        runs: ``{name: Run or path}``, or a list of Runs, paths or ``NAME=PATH`` strings (a run
+            file's metadata is read from ``PATH.meta.json`` when present; a Run's from ``run.metadata``).
+        qrels: judgements, a qrels file, or a dataset name (``dl19``).
+        queries: query texts, a topics file or a dataset name (None: queries show by id).
+        corpus: a DocStore, a corpus file or a dataset name (None: passages show by docid).
+        measures: measure names.
+        baseline: the run the others are tested against (default: the first).
+        rel: the relevance level of binary measures (default: the dataset's when ``qrels`` names one).
+        top: passages listed per query and run.
+        words: words of each passage shown.
+        title: the page title.
+
+    Returns:
+        The self-contained HTML page.
+
+    Raises:
+        RankstackError: ``top`` <= 0 or ``words`` < 0, or unreadable inputs.
     """
     from rankstack.data.datasets import SPECS, resolve_corpus, resolve_qrels, resolve_queries
     from rankstack.errors import RankstackError
@@ -55,7 +66,16 @@ def report(runs, qrels: Qrels | str, queries: Mapping[str, Query] | str | None =
 
 
 def write_report(path, *args, **kwargs) -> int:
-    """:func:`report` written to ``path``; returns the file's size in bytes."""
+    """:func:`report` written to a file.
+
+    Args:
+        path: the HTML file to write (folders made).
+        *args: :func:`report`'s arguments.
+        **kwargs: :func:`report`'s keywords.
+
+    Returns:
+        The file's size in bytes.
+    """
     from pathlib import Path
 
     html = report(*args, **kwargs)

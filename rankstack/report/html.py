@@ -240,7 +240,7 @@ def queries_section(data: ReportData, top: int, words: int) -> str:
 
 def render(data: ReportData, title: str | None = None, top: int = 10, words: int = 12) -> str:
     """The whole page as one string."""
-    from rankstack import __version__
+    from rankstack.version import __version__
 
     title = title or ("rankstack report: " + ", ".join(data.names))
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")

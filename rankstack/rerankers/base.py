@@ -1,139 +1,50 @@
-"""The reranker interface and the engine every paradigm shares.
+"""The reranker interface: :class:`Reranker`, the base of every paradigm, and :class:`Fusion`.
 
-A paradigm writes its per-query logic once, as a generator *program*: it yields a list of
-requests (prompts to score or to complete), receives their results, and finally returns the
-query's :class:`Ranking`. The engine runs the programs of all queries in lockstep, so the
-pending requests of every query (window i of each query, one heap comparison of each query,
-...) go to the backend together, answered from the SQLite cache where possible, committed
-chunk by chunk so an interrupted run resumes where it stopped.
-
-    def program(self, query, docs, stats):
-        rows = yield [LogprobRequest(prompt(query, d), ("yes", "no")) for d in docs]
-        return Ranking.from_scores(query.qid, [(d.docid, r[0] - r[1]) for d, r in zip(docs, rows)])
+A paradigm subclass writes :meth:`Reranker.program` (its per-query logic, a generator of
+requests, see :mod:`rankstack.rerankers.engine`) and, when it runs a model of its own,
+:meth:`Reranker.execute`. The public methods (:meth:`~Reranker.rerank`,
+:meth:`~Reranker.rerank_run`, :meth:`~Reranker.rerank_run_to_file`) hand the programs to the
+engine; the request types are importable from here as well as from the engine.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
-from tqdm.auto import tqdm
 
 from rankstack.data.corpus import DocStore
 from rankstack.errors import RankstackError
-from rankstack.rerankers.backends.base import Backend, Completion, Prompt, SamplingParams
+from rankstack.rerankers.backends.base import Backend
 from rankstack.rerankers.cache import ScoreCache, default_cache_path
+from rankstack.rerankers.engine import (EmbedRequest, EngineStats, GenerateRequest, LikelihoodRequest, LogprobRequest,
+                                        PairRequest, Program, Request, rerank_queries)
+from rankstack.rerankers.stream import RunJob, RunSource, default_block_queries, rerank_blocks, rerank_to_file
 from rankstack.types import Doc, Query, Ranking, Run, ScoredDoc
 
+__all__ = ["EmbedRequest", "Fusion", "GenerateRequest", "LikelihoodRequest", "LogprobRequest", "PairRequest",
+           "Program", "Request", "Reranker"]
+
 log = logging.getLogger(__name__)
-
-
-# --- requests a program can yield ------------------------------------------------------
-@dataclass(frozen=True)
-class LogprobRequest:
-    """Next-token log-probs of ``candidates`` after ``prompt``. Result: ``list[float]``."""
-
-    prompt: Prompt
-    candidates: tuple[str, ...]
-
-    def key(self) -> str:
-        return "lp\x1d" + self.prompt.key() + "\x1d" + "\x1f".join(self.candidates)
-
-    def group(self) -> tuple:
-        return ("lp", self.candidates)
-
-
-@dataclass(frozen=True)
-class GenerateRequest:
-    """Completions of ``prompt``. Result: ``list[Completion]`` (``params.n`` of them)."""
-
-    prompt: Prompt
-    params: SamplingParams
-
-    def key(self) -> str:
-        return "gen\x1d" + self.prompt.key() + "\x1d" + json.dumps(asdict(self.params), sort_keys=True)
-
-    def group(self) -> tuple:
-        return ("gen", self.params)
-
-    @staticmethod
-    def to_json(result: list[Completion]):
-        return [asdict(c) for c in result]
-
-    @staticmethod
-    def from_json(value) -> list[Completion]:
-        return [Completion(**c) for c in value]
-
-
-@dataclass(frozen=True)
-class LikelihoodRequest:
-    """Teacher-forced log-probs of ``continuation``'s tokens after ``prompt`` (query likelihood).
-    Result: ``list[float]``, one per continuation token."""
-
-    prompt: Prompt
-    continuation: str
-
-    def key(self) -> str:
-        return "ll\x1d" + self.prompt.key() + "\x1d" + self.continuation
-
-    def group(self) -> tuple:
-        return ("ll",)
-
-
-@dataclass(frozen=True)
-class PairRequest:
-    """A (query, passage) pair for a scorer that is not a causal LM (cross-encoders). Result: float."""
-
-    query: str
-    passage: str
-
-    def key(self) -> str:
-        return "pair\x1d" + self.query + "\x1d" + self.passage
-
-    def group(self) -> tuple:
-        return ("pair",)
-
-
-@dataclass(frozen=True)
-class EmbedRequest:
-    """One text to embed with a bi-encoder (``role``: ``query`` or ``passage``, which may get
-    different prefixes). Result: a float32 vector. Keyed by the text, so a passage shared by
-    many queries (or many runs) is encoded once and cached once."""
-
-    text: str
-    role: str = "passage"
-
-    def key(self) -> str:
-        return "emb\x1d" + self.role + "\x1d" + self.text
-
-    def group(self) -> tuple:
-        return ("emb", self.role)
-
-    @staticmethod
-    def to_json(result) -> str:  # exact float32 bytes, base64: a quarter of the size of a JSON list
-        return base64.b64encode(np.asarray(result, dtype=np.float32).tobytes()).decode("ascii")
-
-    @staticmethod
-    def from_json(value) -> np.ndarray:
-        return np.frombuffer(base64.b64decode(value), dtype=np.float32)
-
-
-Request = LogprobRequest | GenerateRequest | LikelihoodRequest | PairRequest | EmbedRequest
-Program = Generator[list, list, Ranking]
 
 
 @dataclass(frozen=True)
 class Fusion:
     """Interpolate with the first stage: ``weight * rerank + (1 - weight) * first_stage``,
-    both normalised per query (``zscore`` or ``minmax``). ERank: 0.8 with z-scores."""
+    both normalised per query (``zscore`` or ``minmax``). ERank: 0.8 with z-scores.
+
+    Args:
+        weight: the reranker's share, in [0, 1].
+        norm: ``zscore`` or ``minmax``.
+
+    Raises:
+        RankstackError: a weight outside [0, 1].
+    """
 
     weight: float = 0.8
     norm: str = "zscore"
@@ -143,19 +54,23 @@ class Fusion:
             raise RankstackError(f"fusion weight must be in [0, 1], got {self.weight}")
 
 
-def _to_json(req, result):
-    """A result as the cache stores it (JSON); a request type with its own encoding says so."""
-    enc = getattr(req, "to_json", None)
-    return enc(result) if enc else result
-
-
-def _from_json(req, value):
-    dec = getattr(req, "from_json", None)
-    return dec(value) if dec else value
-
-
 class Reranker:
-    """Base of every reranker. Subclasses set ``name``/``prompt_version`` and write :meth:`program`."""
+    """Base of every reranker.
+
+    A subclass sets ``name`` and ``prompt_version``, writes :meth:`program` (its per-query logic,
+    run by :mod:`rankstack.rerankers.engine`) and, when it runs a model of its own rather than a
+    backend, :meth:`execute`; options that change its outputs go into :meth:`params`.
+
+    Args:
+        backend: the model runner (``hf``, ``vllm``, ``openai``; see ``load_backend``), or None
+            for rerankers that hold their own model.
+        max_doc_tokens: passages are cut to this many tokens (None: whole).
+        fusion: a :class:`Fusion`, a weight (z-score fusion with that weight), or None.
+        cache: True (the default SQLite cache), a path, a ``ScoreCache``, or False/None (none).
+        chunk_size: requests per backend call, each call's answers committed to the cache before
+            the next (None: the backend's choice; 0: a whole round).
+        progress: show progress bars.
+    """
 
     name: str = "reranker"
     prompt_version: str = "1"
@@ -178,18 +93,43 @@ class Reranker:
         # None: the backend's own choice (vLLM takes a whole round, hf 64), 0: a whole round
         self.chunk_size = chunk_size if chunk_size is not None else getattr(backend, "chunk_size", 64)
         self.progress = progress
-        self.last_stats: Counter = Counter()
 
     # --- what subclasses provide ------------------------------------------------------------
     def params(self) -> dict[str, Any]:
-        """Options that change model outputs (part of the cache fingerprint)."""
+        """Options that change model outputs (part of the cache fingerprint).
+
+        Returns:
+            ``{option: value}``; subclasses extend it.
+        """
         return {"max_doc_tokens": self.max_doc_tokens}
 
     def program(self, query: Query, docs: list[Doc], stats: Counter) -> Program:
+        """The per-query logic: a generator that yields lists of requests
+        (:mod:`rankstack.rerankers.engine`), receives their results, and returns the ranking.
+
+        Args:
+            query: the query.
+            docs: its candidates, already prepared (:meth:`prepare_doc`), in first-stage order.
+            stats: a Counter shared by the pass's programs for the paradigm's own counts
+                (``parse_*`` repairs and fallbacks, ``windows``, ...).
+
+        Returns:
+            The program (a generator whose return value is the query's :class:`Ranking`).
+        """
         raise NotImplementedError
 
     def execute(self, requests: Sequence[Request]) -> list:
-        """Run one homogeneous group of requests on the backend."""
+        """Run one homogeneous group of requests (same :meth:`group`) on the backend.
+
+        Args:
+            requests: ``LogprobRequest``, ``GenerateRequest`` or ``LikelihoodRequest``s of one group.
+
+        Returns:
+            Their results, in order (log-prob lists, completion lists).
+
+        Raises:
+            RankstackError: no backend, or a request type this reranker cannot run.
+        """
         first = requests[0]
         if self.backend is None:
             raise RankstackError(f"{self.name}: no backend to run {type(first).__name__}")
@@ -205,6 +145,11 @@ class Reranker:
 
     # --- identity ----------------------------------------------------------------------------
     def fingerprint(self) -> str:
+        """What names this reranker's outputs in the cache: name, prompt version, backend, params, template.
+
+        Returns:
+            24 hex digits (same fingerprint, same outputs).
+        """
         ident = {"reranker": self.name, "prompt_version": self.prompt_version,
                  "backend": self.backend.fingerprint() if self.backend else None, "params": self.params()}
         if self.model_template is not None:
@@ -216,7 +161,14 @@ class Reranker:
 
     # --- document preparation ------------------------------------------------------------------
     def prepare_doc(self, doc: Doc) -> Doc:
-        """Cut the passage to ``max_doc_tokens`` (the query is never cut)."""
+        """Cut the passage to ``max_doc_tokens`` (the query is never cut).
+
+        Args:
+            doc: a candidate.
+
+        Returns:
+            The document as the prompts show it.
+        """
         text = doc.full_text
         if self.max_doc_tokens and self.backend is not None and len(text) > self.max_doc_tokens:  # chars >= tokens
             text = self.backend.truncate(text, self.max_doc_tokens)
@@ -225,67 +177,88 @@ class Reranker:
     # --- public API ----------------------------------------------------------------------------
     def rerank(self, query: Query | str, docs: Sequence[Doc | str | ScoredDoc], k: int | None = None,
                corpus: DocStore | None = None) -> Ranking:
-        """Rerank one query's candidates (``Doc``s, plain strings, or ``ScoredDoc``s with ``corpus``)."""
+        """Rerank one query's candidates.
+
+        Args:
+            query: a :class:`Query` or the query text (its qid is then ``"q"``).
+            docs: the candidates: :class:`Doc`s, plain strings (docids ``"0"``, ``"1"``, ...),
+                or :class:`ScoredDoc`s (first-stage results; their texts come from ``corpus``
+                and their scores are what :class:`Fusion` interpolates with).
+            k: keep only the best ``k`` (None: all).
+            corpus: where ``ScoredDoc`` texts are looked up.
+
+        Returns:
+            The query's :class:`Ranking`, best first (empty for no candidates).
+
+        Raises:
+            RankstackError: ``ScoredDoc``s without a corpus, a candidate of another type, or a
+                docid twice.
+        """
         q = query if isinstance(query, Query) else Query("q", str(query))
-        ds: list[Doc] = []
-        first_scores: list[float] | None = []
-        for i, d in enumerate(docs):
-            if isinstance(d, Doc):
-                ds.append(d)
-                first_scores = None
-            elif isinstance(d, ScoredDoc):
-                if corpus is None:
-                    raise RankstackError("ScoredDoc candidates need a corpus to look their text up")
-                ds.append(corpus.get(d.docid))
-                if first_scores is not None:
-                    first_scores.append(d.score)
-            elif isinstance(d, str):
-                ds.append(Doc(str(i), d))
-                first_scores = None
-            else:
-                raise RankstackError(f"candidate {i} is a {type(d).__name__}; give Doc, str or ScoredDoc")
+        ds, first_scores = candidate_docs(docs, corpus)
         if len({d.docid for d in ds}) != len(ds):
             raise RankstackError("duplicate docids among the candidates")
         if first_scores:  # ScoredDocs: their first-stage scores are what fusion interpolates with
             first = Ranking(q.qid, [ScoredDoc(d.docid, s) for d, s in zip(ds, first_scores)])
         else:
             first = Ranking.from_order(q.qid, [d.docid for d in ds])
-        out = self._rerank_many({q.qid: q}, {q.qid: ds}, {q.qid: first})
+        out, _ = rerank_queries(self, {q.qid: q}, {q.qid: ds}, {q.qid: first})
         return out[q.qid].top(k)
 
     def rerank_run(self, run: Run | str, queries: Mapping[str, Query], corpus: DocStore, depth: int = 100,
                    name: str | None = None, *, block_queries: int | None = None, engine=None) -> Run:
         """Rerank the top ``depth`` of every query; the rest keep first-stage order below them.
 
-        ``run``: a :class:`Run` or a TREC run file (read block by block). ``block_queries``:
-        queries per engine pass (default: all of an in-memory run at once; about 20,000
-        candidates a block for a file). ``engine``: where blocks run (default this process;
-        ``RayEngine(...)`` for a Ray cluster). For runs that do not fit in memory write the
-        output block by block with :meth:`rerank_run_to_file`."""
-        from rankstack.rerankers.stream import RerankJob, RunSource, default_block_queries, rerank_blocks
+        For runs that do not fit in memory write the output block by block with
+        :meth:`rerank_run_to_file`.
 
+        Args:
+            run: a :class:`Run` or a TREC run file (read block by block).
+            queries: ``{qid: Query}`` for every query of the run.
+            corpus: the passages' texts.
+            depth: candidates reranked per query (> 0).
+            name: the output run's name (default: the reranker's).
+            block_queries: queries per engine pass (default: all of an in-memory run at once;
+                about 20,000 candidates a block for a file).
+            engine: where blocks run (default this process; ``RayEngine(...)`` for a Ray cluster).
+
+        Returns:
+            The reranked :class:`Run`; its ``metadata`` holds how it was made
+            (:meth:`describe_run`), ``queries``, ``docs`` and the engine's counts
+            (:meth:`EngineStats.as_dict`: requests, cache hits, model requests, parse counts,
+            wall seconds).
+
+        Raises:
+            RankstackError: ``depth`` <= 0, or a query of the run without text.
+        """
         if depth <= 0:
             raise RankstackError(f"depth must be > 0, got {depth}")
         source = RunSource(run)
         if block_queries is None and source.path:
             block_queries = default_block_queries(depth)
-        job = RerankJob(source, queries, corpus, depth, block_queries, reranker=self, progress=self.progress)
+        job = RunJob(source, queries, corpus, depth, block_queries, reranker=self, progress=self.progress)
         t0 = time.perf_counter()
         out = Run(name=name or self.name.replace(" ", "_"))
-        stats: Counter = Counter(requests=0, cache_hits=0, model_requests=0)
+        stats = EngineStats()
         docs = 0
         for ranked, st in rerank_blocks(job, engine):
-            stats.update(st)
+            stats.merge(st)
             for r in ranked:
                 out[r.qid] = r
                 docs += min(depth, len(r))
-        stats["wall_seconds"] = round(time.perf_counter() - t0, 3)
-        self.last_stats = stats
-        out.metadata = {**self.describe_run(depth), "queries": len(out), "docs": docs, **dict(stats)}
+        stats.wall_seconds = time.perf_counter() - t0
+        out.metadata = {**self.describe_run(depth), "queries": len(out), "docs": docs, **stats.as_dict()}
         return out
 
     def describe_run(self, depth: int) -> dict:
-        """What a run's metadata says about how it was made: reranker, fingerprint, depth, template."""
+        """What a run's metadata says about how it was made.
+
+        Args:
+            depth: the depth reranked.
+
+        Returns:
+            ``reranker`` (its repr), ``fingerprint``, ``depth`` and, with a model template, ``template``.
+        """
         md = {"reranker": repr(self), "fingerprint": self.fingerprint(), "depth": depth}
         if self.model_template is not None:
             md["template"] = self.model_template.id
@@ -294,143 +267,67 @@ class Reranker:
     def rerank_run_to_file(self, run: Run | str, queries: Mapping[str, Query], corpus: DocStore, out, depth: int = 100,
                            name: str | None = None, *, block_queries: int | None = None, engine=None,
                            resume: bool = True) -> dict:
-        """Rerank ``run`` into the TREC file ``out``, appending each finished block of
-        ``block_queries`` queries (flushed): memory stays that of one block. A killed call
-        repeated with the same arguments keeps the queries already in ``out`` and takes the rest
-        from the cache (``rankstack.rerankers.stream``). Returns the summary: queries, docs,
-        resumed_queries, requests, model_requests, cache_hits, parse counts, wall_seconds."""
-        from rankstack.rerankers.stream import RerankJob, RunSource, default_block_queries, rerank_to_file
+        """Rerank ``run`` into the TREC file ``out``, appending each finished block (flushed).
 
+        Memory stays that of one block. A killed call repeated with the same arguments keeps the
+        queries already in ``out`` and takes the rest from the cache
+        (:mod:`rankstack.rerankers.stream`).
+
+        Args:
+            run: a :class:`Run` or a TREC run file.
+            queries: ``{qid: Query}`` for every query of the run.
+            corpus: the passages' texts.
+            out: the output TREC file (not the input).
+            depth: candidates reranked per query (> 0).
+            name: the run tag written in ``out`` (default: the reranker's name).
+            block_queries: queries per block (default: about 20,000 candidates a block).
+            engine: where blocks run (default this process; ``RayEngine(...)``).
+            resume: continue an output this same command left unfinished.
+
+        Returns:
+            The summary: :meth:`describe_run`'s keys, ``queries``, ``docs``, ``resumed_queries``,
+            the engine's counts (requests, model_requests, cache_hits, parse counts) and
+            ``wall_seconds``.
+        """
         if depth <= 0:
             raise RankstackError(f"depth must be > 0, got {depth}")
-        job = RerankJob(RunSource(run), queries, corpus, depth, block_queries or default_block_queries(depth),
-                        reranker=self, progress=self.progress)
+        job = RunJob(RunSource(run), queries, corpus, depth, block_queries or default_block_queries(depth),
+                     reranker=self, progress=self.progress)
         summary = rerank_to_file(job, out, identity=self.fingerprint(), tag=name or self.name.replace(" ", "_"),
                                  engine=engine, resume=resume)
-        self.last_stats = Counter({k: v for k, v in summary.items() if k not in ("queries", "docs")})
         return {**self.describe_run(depth), **summary}
 
-    def _rerank_block(self, rankings: Sequence[Ranking], queries: Mapping[str, Query], corpus: DocStore,
-                      depth: int) -> list[Ranking]:
-        """One engine pass over a block of first-stage rankings: the top ``depth`` of each
-        reranked, the rest kept below in first-stage order. Counts in ``self.last_stats``."""
-        qs, docs, firsts = {}, {}, {}
-        for ranking in rankings:
-            qid = ranking.qid
-            if qid not in queries:
-                raise RankstackError(f"query {qid!r} of the run has no text in the queries given")
-            if qid in qs:
-                raise RankstackError(f"query {qid!r} appears twice in the run")
-            qs[qid] = queries[qid]
-            firsts[qid] = ranking.top(depth)
-            docs[qid] = corpus.get_many(firsts[qid].docids)
-        reranked = self._rerank_many(qs, docs, firsts)
-        out = []
-        for ranking in rankings:
-            head = reranked[ranking.qid]
-            tail = ranking.docs[depth:]
-            out.append(head.append_below(d.docid for d in tail) if tail else head)
-        return out
 
-    # --- engine ----------------------------------------------------------------------------------
-    def _rerank_many(self, queries: dict[str, Query], docs: dict[str, list[Doc]],
-                     firsts: dict[str, Ranking]) -> dict[str, Ranking]:
-        stats: Counter = Counter(requests=0, cache_hits=0, model_requests=0)  # always reported, even when 0
-        prepared = {qid: [self.prepare_doc(d) for d in ds] for qid, ds in docs.items()}
-        programs = {qid: self.program(queries[qid], prepared[qid], stats) for qid in queries if prepared[qid]}
-        results = {qid: Ranking(qid, []) for qid in queries if not prepared[qid]}
-        results.update(self._drive(programs, stats, queries))
-        if self.fusion is not None:
-            from rankstack.retrieval.fusion import interpolate_rankings
+def candidate_docs(docs: Sequence[Doc | str | ScoredDoc], corpus: DocStore | None = None,
+                   ) -> tuple[list[Doc], list[float] | None]:
+    """The documents of one query's candidates, as :meth:`Reranker.rerank` takes them.
 
-            for qid, r in results.items():
-                if len(r):
-                    results[qid] = interpolate_rankings([r, firsts[qid]], [self.fusion.weight, 1 - self.fusion.weight],
-                                                        self.fusion.norm)
-        self.last_stats = stats
-        return results
+    Args:
+        docs: :class:`Doc`s, strings (docid: the position) or :class:`ScoredDoc`s.
+        corpus: where ``ScoredDoc`` texts are looked up.
 
-    def _drive(self, programs: dict[str, Program], stats: Counter, queries) -> dict[str, Ranking]:
-        results: dict[str, Ranking] = {}
-        pending: dict[str, list] = {}
+    Returns:
+        ``(documents, first-stage scores)``; the scores only when every candidate is a
+        ``ScoredDoc`` (else None).
 
-        def advance(qid, send):
-            try:
-                reqs = programs[qid].send(send)
-            except StopIteration as stop:
-                ranking = stop.value
-                if not isinstance(ranking, Ranking):
-                    raise RankstackError(f"{self.name}: program for {qid} returned {type(ranking).__name__}") from None
-                results[qid] = ranking
-                pending.pop(qid, None)
-                return
-            pending[qid] = list(reqs)
-
-        for qid in list(programs):
-            advance(qid, None)
-        bar = tqdm(total=0, desc=f"rerank {self.name}", unit="req", disable=not self.progress, leave=False)
-        try:
-            while pending:
-                flat = [(qid, r) for qid, reqs in pending.items() for r in reqs]
-                bar.total += len(flat)
-                bar.refresh()
-                answers = self._execute_all(flat, stats, bar)
-                pos = 0
-                for qid in list(pending):
-                    n = len(pending[qid])
-                    advance(qid, answers[pos: pos + n])
-                    pos += n
-        finally:
-            bar.close()
-        return results
-
-    def _execute_all(self, flat: list[tuple[str, Request]], stats: Counter, bar) -> list:
-        return execute_requests([r for _, r in flat], self.execute, cache=self.cache, fingerprint=self.fingerprint(),
-                                chunk_size=self.chunk_size, stats=stats, bar=bar, owners=[q for q, _ in flat])
-
-
-def execute_requests(requests: Sequence[Request], run: Callable[[list[Request]], list], *,
-                     cache: ScoreCache | None = None, fingerprint: str = "", chunk_size: int = 64,
-                     stats: Counter | None = None, bar=None, owners: Sequence[str] | None = None) -> list:
-    """Answer ``requests`` (in order): from ``cache`` where it holds them, else through ``run`` (one
-    homogeneous group of requests -> their results), in chunks of ``chunk_size``, each chunk
-    committed to the cache before the next starts (an interrupted job resumes). Identical
-    requests run once. ``chunk_size`` 0 or None hands each homogeneous group to ``run`` whole
-    (an engine with continuous batching wants every prompt at once). ``owners`` (a qid per request) go into the cache rows; ``stats`` counts
-    requests, cache hits, model requests and generated tokens; ``bar`` (tqdm) advances per answer."""
-    stats = stats if stats is not None else Counter()
-    keys = [ScoreCache.digest(r.key()) for r in requests]
-    owners = owners or [""] * len(requests)
-    found = cache.get_many(fingerprint, list(dict.fromkeys(keys))) if cache else {}
-    answers: dict[str, Any] = {k: _from_json(requests[i], found[k]) for i, k in enumerate(keys) if k in found}
-    hits = sum(1 for k in keys if k in found)
-    stats["requests"] += len(requests)
-    stats["cache_hits"] += hits
-    if bar is not None:
-        bar.update(hits)
-    todo: dict[tuple, list[int]] = {}
-    seen: set[str] = set()
-    for i, r in enumerate(requests):
-        if keys[i] in answers or keys[i] in seen:
-            continue
-        seen.add(keys[i])
-        todo.setdefault(r.group(), []).append(i)
-    for idxs in todo.values():
-        step = chunk_size or len(idxs)
-        for s in range(0, len(idxs), step):
-            chunk = idxs[s: s + step]
-            out = run([requests[i] for i in chunk])
-            stats["model_requests"] += len(chunk)
-            if cache:
-                cache.put_many(fingerprint, [(keys[i], owners[i], _to_json(requests[i], o)) for i, o in zip(chunk, out)])
-            done = set()
-            for i, o in zip(chunk, out):
-                answers[keys[i]] = o
-                done.add(keys[i])
-            if bar is not None:
-                bar.update(sum(1 for k in keys if k in done))
-    result = [answers[k] for k in keys]
-    for r, a in zip(requests, result):
-        if isinstance(r, GenerateRequest):
-            stats["generated_tokens"] += sum(c.num_tokens for c in a)
-    return result
+    Raises:
+        RankstackError: ``ScoredDoc``s without a corpus, or a candidate of another type.
+    """
+    ds: list[Doc] = []
+    first_scores: list[float] | None = []
+    for i, d in enumerate(docs):
+        if isinstance(d, Doc):
+            ds.append(d)
+            first_scores = None
+        elif isinstance(d, ScoredDoc):
+            if corpus is None:
+                raise RankstackError("ScoredDoc candidates need a corpus to look their text up")
+            ds.append(corpus.get(d.docid))
+            if first_scores is not None:
+                first_scores.append(d.score)
+        elif isinstance(d, str):
+            ds.append(Doc(str(i), d))
+            first_scores = None
+        else:
+            raise RankstackError(f"candidate {i} is a {type(d).__name__}; give Doc, str or ScoredDoc")
+    return ds, first_scores

@@ -17,6 +17,13 @@ from rankstack.paths import default_score_cache
 
 
 class ScoreCache:
+    """Model outputs in SQLite (WAL mode: several processes may share one file), keyed by
+    (fingerprint, digest of the request's key); what makes a repeated run free and an interrupted
+    one resume.
+
+    Args:
+        path: the SQLite file (its folder is made).
+    """
     def __init__(self, path):
         self.path = str(path)
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -29,9 +36,26 @@ class ScoreCache:
 
     @staticmethod
     def digest(text: str) -> str:
+        """The stored key of a request key.
+
+        Args:
+            text: a request's :meth:`key`.
+
+        Returns:
+            Its SHA-256, hex.
+        """
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def get_many(self, fingerprint: str, keys: list[str]) -> dict[str, object]:
+        """The stored values of some keys.
+
+        Args:
+            fingerprint: the namespace (a reranker's fingerprint).
+            keys: digests.
+
+        Returns:
+            ``{digest: value}`` for the keys held (JSON-decoded).
+        """
         out: dict[str, object] = {}
         with self._lock:
             for s in range(0, len(keys), 500):
@@ -42,13 +66,26 @@ class ScoreCache:
         return out
 
     def put_many(self, fingerprint: str, items: list[tuple[str, str, object]]) -> None:
-        """``items``: (key, qid, value). Committed at once."""
+        """Store values, committed at once.
+
+        Args:
+            fingerprint: the namespace.
+            items: ``(digest, qid, value)`` triples (``value`` JSON-ready).
+        """
         with self._lock:
             self._con.executemany("INSERT OR REPLACE INTO outputs VALUES (?,?,?,?)",
                                   [(fingerprint, k, q, json.dumps(v)) for k, q, v in items])
             self._con.commit()
 
     def count(self, fingerprint: str | None = None) -> int:
+        """Rows stored.
+
+        Args:
+            fingerprint: only this namespace (None: all).
+
+        Returns:
+            The number of rows.
+        """
         with self._lock:
             if fingerprint is None:
                 return self._con.execute("SELECT COUNT(*) FROM outputs").fetchone()[0]
@@ -59,4 +96,9 @@ class ScoreCache:
 
 
 def default_cache_path() -> str:
+    """Where ``cache=True`` keeps its scores (``$RANKSTACK_RERANK_CACHE``, else under ``$RANKSTACK_CACHE``).
+
+    Returns:
+        The SQLite file's path.
+    """
     return default_score_cache()

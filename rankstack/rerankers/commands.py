@@ -148,7 +148,7 @@ def run_metadata(built, metadata: dict, **extra) -> dict:
     """What goes into ``RUN.meta.json``: the run's own metadata (reranker, fingerprint, depth,
     queries, docs, wall time, model calls, cache hits, ``parse_*`` counts) plus the model name
     (``built``: the reranker object; None when built elsewhere, e.g. on Ray workers)."""
-    from rankstack import __version__
+    from rankstack.version import __version__
 
     backend = getattr(built, "backend", None)
     model = getattr(backend, "model_id", None) or getattr(built, "model_name", None)
@@ -165,7 +165,7 @@ def cmd_rerank(args) -> int:
     from rankstack.errors import RankstackError
     from rankstack.rerankers import load_reranker
     from rankstack.rerankers.registry import reranker_class
-    from rankstack.rerankers.stream import RerankJob, RunSource, default_block_queries, rerank_to_file
+    from rankstack.rerankers.stream import RunJob, RunSource, default_block_queries, rerank_to_file
 
     if args.depth <= 0:
         raise RankstackError(f"--depth must be > 0, got {args.depth}")
@@ -191,8 +191,8 @@ def cmd_rerank(args) -> int:
     else:
         reranker = reranker_from_args(args)
         factory, engine, described, identity = None, None, repr(reranker), reranker.fingerprint()
-    job = RerankJob(source, queries, corpus, args.depth, block, reranker=reranker, factory=factory,
-                    progress=not args.no_progress)
+    job = RunJob(source, queries, corpus, args.depth, block, reranker=reranker, factory=factory,
+                 progress=not args.no_progress)
     md = rerank_to_file(job, args.out, identity=identity, tag=tag, engine=engine, resume=not args.no_resume)
     wall = md["wall_seconds"]
     scored = int(md.get("docs", 0))

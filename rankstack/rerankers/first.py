@@ -90,13 +90,27 @@ def plan_requests(paths: Sequence[tuple[str, ...]]) -> tuple[str, dict[str, list
 
 
 class FirstReranker(SlidingWindowReranker):
-    """FIRST over a sliding window (window 20, step 10, top-100 by default).
+    """FIRST over a sliding window (window 20, step 10, top-100 by default): one forward pass per
+    window, passages ordered by the log-probs of their identifiers' first tokens. Ties between
+    letter scores keep the window order **[DEFAULT]**.
 
-    Options: ``template`` (``"first"``; ``None`` = chosen from the model id when the model is a
-    known FIRST model, ``"none"`` = off; the prompt is FIRST's either way), ``window``, ``step``,
-    ``top_k``, ``passes``, ``shuffle``, ``seed``,
-    ``max_passage_tokens`` (100), ``ids`` ("alpha"; "numeric" only for windows <= 9, where every
-    number is one token). Ties between letter scores keep the window order **[DEFAULT]**.
+    Args:
+        backend: a backend with next-token log-probs (``hf``, ``vllm``, or a server returning logprobs).
+        template: ``"first"``; None: chosen from the model id when the model is a known FIRST model;
+            ``"none"``: off (the prompt is FIRST's either way).
+        window: passages per window.
+        step: how far the window slides (bottom up).
+        top_k: candidates the windows cover.
+        passes: sliding passes.
+        shuffle: shuffle the candidates before each pass (seeded; passes are then averaged by
+            reciprocal rank).
+        seed: the shuffle seed.
+        max_passage_tokens: passages cut to this many tokens.
+        ids: ``"alpha"`` (A, B, ...) or ``"numeric"`` (only windows <= 9: single-token numbers).
+        **kw: the base reranker's ``fusion``, ``cache``, ``chunk_size``, ``progress``.
+
+    Raises:
+        RankstackError: an ids/window combination that is not single-token, or a backend without log-probs.
     """
 
     name = "first"

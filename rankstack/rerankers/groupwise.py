@@ -133,18 +133,6 @@ def parse_group_scores(text: str, k: int) -> tuple[list[float] | None, str]:
     return [0.0 if s is None else s for s in scores], status
 
 
-def drive_program(program, respond):
-    """Run a reranker program without a backend: ``respond(request)`` answers each request
-    (e.g. scripted completions). Returns the program's :class:`Ranking`. For tests and for
-    replaying stored outputs."""
-    requests = next(program)
-    try:
-        while True:
-            requests = program.send([respond(r) for r in requests])
-    except StopIteration as stop:
-        return stop.value
-
-
 def make_groups(n: int, group_size: int, rng: random.Random) -> list[list[int]]:
     """Shuffle ``range(n)`` and cut it into consecutive disjoint groups (the last may be smaller)."""
     order = list(range(n))

@@ -37,13 +37,26 @@ from rankstack.types import Doc, Query
 
 
 class ListwiseReranker(SlidingWindowReranker):
-    """Sliding-window permutation generation.
+    """Sliding-window permutation generation (RankGPT, RankZephyr, ReasonRank).
 
-    Options: ``prompt`` ("rankzephyr" | "rankgpt" | "reasonrank"; default rankzephyr, or the model
-    template's), ``template`` (``"rankzephyr"``/``"reasonrank"``; ``None`` = chosen from the model id
-    when the model is known, ``"none"`` = off), ``window`` (20), ``step`` (10),
-    ``top_k`` (100), ``passes`` (1), ``shuffle`` (False), ``seed`` (0), ``max_passage_tokens`` (100),
-    ``ids`` ("numeric" | "alpha"), ``reasoning_tokens`` (1024, ReasonRank only).
+    Args:
+        backend: any generating backend.
+        prompt: ``"rankzephyr"`` | ``"rankgpt"`` | ``"reasonrank"`` (default rankzephyr, or the model template's).
+        template: ``"rankzephyr"`` / ``"reasonrank"``; None: chosen from the model id when the model
+            is known; ``"none"``: off.
+        window: passages per window.
+        step: how far the window slides (bottom up).
+        top_k: candidates the windows cover.
+        passes: sliding passes.
+        shuffle: shuffle the candidates before each pass (seeded; passes averaged by reciprocal rank).
+        seed: the shuffle seed.
+        max_passage_tokens: passages cut to this many tokens (shrunk further until the prompt fits).
+        ids: ``"numeric"`` ([1], [2]) or ``"alpha"`` ([A], [B]).
+        reasoning_tokens: ReasonRank's thinking budget.
+        **kw: the base reranker's ``fusion``, ``cache``, ``chunk_size``, ``progress``.
+
+    Raises:
+        RankstackError: an unknown prompt or ids, or a prompt that contradicts the model template.
     """
 
     name = "listwise"

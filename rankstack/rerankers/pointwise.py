@@ -68,7 +68,7 @@ def _piece_text(piece: str) -> str:
     return piece.replace("Ġ", " ").replace("Ċ", "\n")
 
 
-def parse_erank(c: Completion) -> tuple[float, str]:
+def erank_score(c: Completion) -> tuple[float, str]:
     """ERank score of one completion: (n x Pr(n), status). Status: ``ok``, ``fallback``
     (malformed: score 0), ``clamped`` (outside 0-10), ``no_logprob`` (Pr taken as 1)."""
     m = None
@@ -100,14 +100,28 @@ def parse_erank(c: Completion) -> tuple[float, str]:
 class PointwiseReranker(Reranker):
     """One prompt per (query, passage); see the module docstring for the five methods.
 
-    Options: ``method`` (yesno | score10 | erank | prorank | qlm; default yesno, or the model
-    template's), ``instruction``, ``system``
-    (yesno's judge system prompt; ``""`` = the model's default), ``template`` (a model template's
-    name such as ``"qwen3-reranker"`` or ``"erank"``; ``None`` = chosen from the model id when the
-    model is known, ``"none"`` = rankstack's prompts; or a :class:`PromptTemplate` replacing the
-    method's), ``yes_forms``/``no_forms``, ``ten`` and
-    ``ten_threshold`` (score10), ``temperature``/``max_new_tokens``/``n``/``seed`` (erank), and the
-    engine's ``max_doc_tokens``, ``fusion``, ``cache``, ``chunk_size``, ``progress``.
+    Args:
+        backend: the backend (``hf``, ``vllm``, ``openai``).
+        method: ``yesno`` | ``score10`` | ``erank`` | ``prorank`` | ``qlm`` (default ``yesno``, or
+            the model template's).
+        instruction: yesno's question (default rankstack's).
+        system: yesno's judge system prompt (``""``: the model's default).
+        template: a model template's name (``"qwen3-reranker"``, ``"erank"``; None: chosen from the
+            model id when the model is known; ``"none"``: rankstack's prompts), or a
+            :class:`PromptTemplate` replacing the method's.
+        yes_forms: the tokens summed as "yes" (yesno).
+        no_forms: the tokens summed as "no" (yesno).
+        ten: score10's handling of "10": ``two_token`` (exact) or ``approx``.
+        ten_threshold: score10: below this probability of "1" the "10" continuation is not scored.
+        temperature: erank's sampling temperature (0: greedy).
+        max_new_tokens: erank's generation budget.
+        n: erank's samples per pair.
+        seed: erank's sampling seed.
+        **engine: the base :class:`~rankstack.rerankers.base.Reranker`'s ``max_doc_tokens``,
+            ``fusion``, ``cache``, ``chunk_size``, ``progress``.
+
+    Raises:
+        RankstackError: an unknown method, ``ten`` value, or a template without the method.
     """
 
     name = "pointwise"
@@ -231,7 +245,7 @@ class PointwiseReranker(Reranker):
         for comps in outs:
             vals = []
             for c in comps:
-                s, status = parse_erank(c)
+                s, status = erank_score(c)
                 if status != "ok":
                     stats[f"parse_{status}"] += 1
                 vals.append(s)

@@ -37,13 +37,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 from rankstack.data.trec import run_groups
 from rankstack.errors import RankstackError
-from rankstack.rerankers.stream import RerankJob, default_block_queries
+from rankstack.rerankers.engine import EngineStats, rerank_rankings
+from rankstack.rerankers.stream import RunJob, default_block_queries
 from rankstack.types import Query, Ranking, ScoredDoc
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,15 @@ def _import_ray():
 
 
 class RerankActor:
-    """A Ray Data actor: builds the reranker once, then reranks batches of query rows."""
+    """A Ray Data actor: builds the reranker once, then reranks batches of query rows
+    (:func:`rankstack.rerankers.engine.rerank_rankings`).
+
+    Args:
+        factory: builds the reranker.
+        corpus: the passages' texts.
+        depth: candidates reranked per query.
+        threads: torch threads of this actor.
+    """
 
     def __init__(self, factory, corpus, depth: int, threads: int | None = None):
         if threads:
@@ -76,14 +84,21 @@ class RerankActor:
         rankings = [Ranking(q, [ScoredDoc(str(d), float(s)) for d, s in zip(ds, ss)])
                     for q, ds, ss in zip(qids, batch["docids"], batch["scores"])]
         queries = {q: Query(q, str(t)) for q, t in zip(qids, batch["text"])}
-        ranked = self.reranker._rerank_block(rankings, queries, self.corpus, self.depth)
-        stats = json.dumps(dict(self.reranker.last_stats))
+        ranked, stats = rerank_rankings(self.reranker, rankings, queries, self.corpus, self.depth)
+        stats = json.dumps(stats.as_dict())
         return {"qid": qids, "docids": [r.docids for r in ranked], "scores": [[d.score for d in r] for r in ranked],
                 "stats": [stats] + [""] * (len(ranked) - 1)}
 
 
 def read_block(item: dict) -> list[dict]:
-    """A Ray task: the query rows of one block of a run file (byte offsets ``[start, end)``)."""
+    """A Ray task: the query rows of one block of a run file.
+
+    Args:
+        item: ``{"path", "start", "end", "texts"}`` (byte offsets ``[start, end)``, the queries' texts).
+
+    Returns:
+        One row per query: qid, text, docids, scores.
+    """
     rows = []
     for g, text in zip(run_groups(item["path"], item["start"], item["end"]), item["texts"]):
         r = g.ranking(item["path"])
@@ -99,8 +114,22 @@ def _row(ranking: Ranking, queries) -> dict:
 
 
 def file_blocks(path: str, start: int, limit: int | None, n: int, queries) -> list[dict]:
-    """Cut a run file into blocks of ``n`` queries by byte offsets (one pass over the qids;
-    each block carries its queries' texts, so tasks need no topics file)."""
+    """Cut a run file into blocks of ``n`` queries by byte offsets (one pass over the qids; each block
+    carries its queries' texts, so tasks need no topics file).
+
+    Args:
+        path: the run file.
+        start: the byte offset to start at.
+        limit: the number of queries at most (None: all).
+        n: queries per block.
+        queries: ``{qid: Query}``.
+
+    Returns:
+        The blocks (``{"path", "start", "end", "texts"}``).
+
+    Raises:
+        RankstackError: a query without text.
+    """
     blocks: list[dict] = []
     cur: dict | None = None
     for i, g in enumerate(run_groups(path, start)):
@@ -119,13 +148,20 @@ def file_blocks(path: str, start: int, limit: int | None, n: int, queries) -> li
 class RayEngine:
     """Runs a rerank job on Ray (see the module docstring).
 
-    ``address``: ``None`` starts (or joins, with ``RAY_ADDRESS`` set) a cluster on this
-    machine, ``"auto"`` joins the running cluster, ``"ray://host:10001"`` or ``"host:6379"`` a
-    given one; ignored when Ray is already initialised. ``workers``: actors (model replicas);
-    ``gpus_per_worker``, ``cpus_per_worker``: each actor's resources (torch threads =
-    ``cpus_per_worker``); ``init_options``: more ``ray.init`` keywords (``num_cpus``,
-    ``object_store_memory``, ``include_dashboard``, ``runtime_env``); ``factory``: how an actor
-    builds the reranker (default: the reranker's own ``factory`` from ``load_reranker``).
+    Args:
+        address: None starts (or joins, with ``RAY_ADDRESS`` set) a cluster on this machine,
+            ``"auto"`` joins the running cluster, ``"ray://host:10001"`` or ``"host:6379"`` a given
+            one; ignored when Ray is already initialised.
+        workers: actors (model replicas).
+        gpus_per_worker: each actor's GPUs.
+        cpus_per_worker: each actor's CPUs (its torch threads).
+        init_options: more ``ray.init`` keywords (``num_cpus``, ``object_store_memory``,
+            ``include_dashboard``, ``runtime_env``).
+        factory: how an actor builds the reranker (default: the reranker's own ``factory`` from
+            ``load_reranker``).
+
+    Raises:
+        RankstackError: ``workers`` < 1.
     """
 
     def __init__(self, address: str | None = None, workers: int = 1, gpus_per_worker: float = 0.0,
@@ -145,7 +181,19 @@ class RayEngine:
         opts = {"include_dashboard": False, "logging_level": logging.WARNING, **self.init_options}
         ray.init(address=self.address, **opts)
 
-    def run(self, job: RerankJob) -> Iterator[tuple[list[Ranking], Counter]]:
+    def run(self, job: RunJob) -> Iterator[tuple[list[Ranking], EngineStats]]:
+        """Rerank ``job`` on the cluster, a batch of ``block_queries`` queries per actor call.
+
+        Args:
+            job: the run to rerank (its reranker's ``factory``, or this engine's, builds each
+                actor's copy).
+
+        Yields:
+            ``(rankings, stats)`` per batch, in input order.
+
+        Raises:
+            RankstackError: Ray is not installed, or no factory to build the reranker with.
+        """
         ray = _import_ray()
         factory = self.factory or job.factory or getattr(job.reranker, "factory", None)
         if factory is None:
@@ -171,11 +219,11 @@ class RayEngine:
                                 fn_constructor_kwargs={"factory": factory, "corpus": job.corpus, "depth": job.depth,
                                                        "threads": max(1, int(self.cpus_per_worker))})
             for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-                ranked, stats = [], Counter()
+                ranked, stats = [], EngineStats()
                 for row in batch.to_pylist():
                     ranked.append(Ranking(row["qid"], [ScoredDoc(d, s) for d, s in zip(row["docids"], row["scores"])]))
                     if row["stats"]:
-                        stats.update(json.loads(row["stats"]))
+                        stats.merge(EngineStats.from_dict(json.loads(row["stats"])))
                 yield ranked, stats
         finally:
             ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved

@@ -23,11 +23,27 @@ RERANKERS: dict[str, str] = {
 
 
 def register(name: str, target: str) -> None:
-    """Add a reranker: ``register("mine", "mypkg.mod:MyReranker")``."""
+    """Add a reranker to the registry.
+
+    Args:
+        name: the name ``load_reranker`` and ``--reranker`` take.
+        target: ``"module:Class"`` (imported on first use), e.g. ``"mypkg.mod:MyReranker"``.
+    """
     RERANKERS[name] = target
 
 
 def reranker_class(name: str):
+    """The class a registry name stands for (imported now).
+
+    Args:
+        name: a registry name.
+
+    Returns:
+        The reranker class.
+
+    Raises:
+        RankstackError: an unknown name (the known ones are listed).
+    """
     try:
         target = RERANKERS[name]
     except KeyError:
@@ -37,8 +53,26 @@ def reranker_class(name: str):
 
 
 def load_reranker(name: str, model: str | None = None, backend="hf", backend_options: dict | None = None, **options):
-    """Build a reranker. ``model`` and ``backend`` make the backend (unless the class builds its own,
-    like the cross-encoder); every other keyword goes to the reranker (see its docstring)."""
+    """Build a reranker by name.
+
+    Args:
+        name: ``pointwise``, ``first``, ``listwise``, ``setwise``, ``groupwise``, ``rubric``,
+            ``cross_encoder``, ``dense``, ``mvp`` (``RERANKERS``), or a name given to :func:`register`.
+        model: the model: an alias (``smollm2-135m``, ``minilm-l6``), a hub id, a local folder
+            (a trained model; options saved in it by training apply) or a ``.gguf`` file.
+        backend: ``hf``, ``openai``, ``vllm`` or a built :class:`Backend` (ignored by rerankers
+            that load their own model: cross-encoder, dense, MVP).
+        backend_options: keywords for the backend (``dtype``, ``threads``, ``base_url``, ...).
+        **options: keywords for the reranker class (see its docstring: ``method``, ``window``,
+            ``fusion``, ``cache``, ``progress``, ...).
+
+    Returns:
+        The reranker; its ``factory`` builds it again elsewhere (a Ray actor).
+
+    Raises:
+        RankstackError: an unknown name.
+        BackendError: an unknown backend.
+    """
     from rankstack.rerankers.backends import Backend, load_backend
 
     cls = reranker_class(name)
@@ -67,7 +101,13 @@ SAVED_OPTIONS = "rankstack_reranker.json"
 
 def save_options(folder, reranker: str, options: dict) -> None:
     """Record in a model folder the reranker options it was trained with; :func:`load_reranker`
-    applies them when that folder is loaded as that reranker (explicit options still win)."""
+    applies them when that folder is loaded as that reranker (explicit options still win).
+
+    Args:
+        folder: the model folder.
+        reranker: the reranker name the options are for.
+        options: the options.
+    """
     import json
     from pathlib import Path
 
@@ -75,6 +115,15 @@ def save_options(folder, reranker: str, options: dict) -> None:
 
 
 def saved_options(model, name: str) -> dict:
+    """The options :func:`save_options` recorded in a model folder for reranker ``name``.
+
+    Args:
+        model: the model (a folder, or anything else: then none).
+        name: the reranker name.
+
+    Returns:
+        The options (empty when none are saved for ``name``).
+    """
     import json
     from pathlib import Path
 

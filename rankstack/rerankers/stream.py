@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ from tqdm.auto import tqdm
 from rankstack.data.corpus import DocStore
 from rankstack.data.trec import check_tag, format_ranking, run_groups
 from rankstack.errors import FormatError, RankstackError
+from rankstack.rerankers.engine import EngineStats, rerank_rankings
 from rankstack.types import Query, Ranking, Run
 
 log = logging.getLogger(__name__)
@@ -53,13 +53,31 @@ BLOCK_CANDIDATES = 20_000
 
 
 def default_block_queries(depth: int) -> int:
+    """Queries per block for a depth: about ``BLOCK_CANDIDATES`` candidates a block.
+
+    Args:
+        depth: candidates per query.
+
+    Returns:
+        The block size (>= 1).
+    """
     return max(1, BLOCK_CANDIDATES // max(1, depth))
 
 
 class RunSource:
     """The queries to rerank, in order: an in-memory :class:`Run` or a TREC run file (read one
-    query at a time). ``limit``: only the first ``limit`` queries; ``start``: where to begin (a
-    byte offset of the file, or an index into the run), as :meth:`entries` reports it."""
+    query at a time).
+
+    Args:
+        run: a Run (or ``{qid: Ranking}``) or a run file path.
+        limit: only the first ``limit`` queries.
+        start: where to begin (a byte offset of the file, or an index into the run), as
+            :meth:`entries` reports it.
+
+    Raises:
+        FileNotFoundError: no such run file.
+        RankstackError: neither a run nor a path.
+    """
 
     def __init__(self, run: Run | Mapping[str, Ranking] | str | os.PathLike, limit: int | None = None,
                  start: int = 0):
@@ -87,7 +105,11 @@ class RunSource:
         return n if self.limit is None else min(n, self.limit)
 
     def entries(self) -> Iterator[tuple[Ranking, int]]:
-        """``(ranking, position after it)`` for each query, in order."""
+        """The queries with their positions.
+
+        Returns:
+            An iterator of ``(ranking, position after it)`` per query, in order.
+        """
         if self.limit is not None and self.limit <= 0:
             return
         if self.run is not None:
@@ -103,10 +125,22 @@ class RunSource:
                 return
 
     def rankings(self) -> Iterator[Ranking]:
+        """The queries' first-stage rankings.
+
+        Returns:
+            An iterator of rankings, in order.
+        """
         return (r for r, _ in self.entries())
 
     def blocks(self, n: int | None) -> Iterator[list[Ranking]]:
-        """Lists of ``n`` rankings (``None``: all in one block)."""
+        """The rankings in blocks.
+
+        Args:
+            n: rankings per block (None: all in one block).
+
+        Returns:
+            An iterator of lists of rankings.
+        """
         it = self.rankings()
         while True:
             block = list(itertools.islice(it, n)) if n else list(it)
@@ -117,12 +151,24 @@ class RunSource:
                 return
 
     def skip(self, done: int, position: int) -> RunSource:
-        """The same source without its first ``done`` queries, which end at ``position``."""
+        """The same source without its first ``done`` queries.
+
+        Args:
+            done: queries already done.
+            position: where they end (as :meth:`entries` reports it).
+
+        Returns:
+            A new source.
+        """
         limit = None if self.limit is None else self.limit - done
         return RunSource(self.path or self.run, limit=limit, start=position)
 
     def identity(self) -> dict:
-        """What names this input in a resume marker: the file (path, size, mtime) or a digest of the run."""
+        """What names this input in a resume marker.
+
+        Returns:
+            The file (path, size, mtime) or a digest of the run, with ``start`` and ``limit``.
+        """
         if self.path:
             st = os.stat(self.path)
             ident: dict[str, Any] = {"file": os.path.abspath(self.path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
@@ -135,9 +181,19 @@ class RunSource:
 
 
 @dataclass
-class RerankJob:
-    """What an engine runs: the reranker (or a picklable ``factory`` that builds it where it
-    runs), the queries in order, their texts, the corpus, the depth and the block size."""
+class RunJob:
+    """A run to rerank block by block: what an engine (:class:`LocalEngine`, ``RayEngine``) runs.
+
+    Attributes:
+        source: the queries in order (:class:`RunSource`).
+        queries: ``{qid: Query}``, their texts.
+        corpus: the passages' texts.
+        depth: candidates reranked per query.
+        block_queries: queries per engine pass (None: all at once).
+        reranker: the reranker, or None with ``factory``.
+        factory: a picklable callable that builds the reranker where it runs (Ray actors).
+        progress: show progress bars.
+    """
 
     source: RunSource
     queries: Mapping[str, Query]
@@ -149,6 +205,11 @@ class RerankJob:
     progress: bool = True
 
     def build(self):
+        """The reranker (built from ``factory`` on first use).
+
+        Returns:
+            The job's reranker.
+        """
         if self.reranker is None:
             if self.factory is None:
                 raise RankstackError("a rerank job needs a reranker or a factory that builds one")
@@ -159,16 +220,31 @@ class RerankJob:
 class LocalEngine:
     """Blocks run one after the other in this process (the default engine)."""
 
-    def run(self, job: RerankJob) -> Iterator[tuple[list[Ranking], Counter]]:
+    def run(self, job: RunJob) -> Iterator[tuple[list[Ranking], EngineStats]]:
+        """Rerank ``job`` block by block (:func:`~rankstack.rerankers.engine.rerank_rankings`).
+
+        Args:
+            job: the run to rerank.
+
+        Yields:
+            ``(rankings, stats)`` per block, in input order.
+        """
         rr = job.build()
         for block in job.source.blocks(job.block_queries):
-            ranked = rr._rerank_block(block, job.queries, job.corpus, job.depth)
-            yield ranked, Counter(rr.last_stats)
+            yield rerank_rankings(rr, block, job.queries, job.corpus, job.depth)
 
 
-def rerank_blocks(job: RerankJob, engine=None) -> Iterator[tuple[list[Ranking], Counter]]:
-    """Every block's rankings (input order) and engine counts, with a progress bar over queries
-    and a log line per block."""
+def rerank_blocks(job: RunJob, engine=None) -> Iterator[tuple[list[Ranking], EngineStats]]:
+    """Run ``job`` on ``engine``, with a progress bar over queries and a log line per block.
+
+    Args:
+        job: the run to rerank.
+        engine: anything with ``run(job)`` yielding ``(rankings, EngineStats)`` per block
+            (default :class:`LocalEngine`).
+
+    Yields:
+        Every block's rankings (input order) and engine counts.
+    """
     engine = engine or LocalEngine()
     try:
         total = len(job.source)
@@ -181,8 +257,7 @@ def rerank_blocks(job: RerankJob, engine=None) -> Iterator[tuple[list[Ranking], 
             done += len(ranked)
             bar.update(len(ranked))
             log.info("block %d: %d queries (%d so far): %d requests, %d to the model, %d from the cache",
-                     i, len(ranked), done, stats.get("requests", 0), stats.get("model_requests", 0),
-                     stats.get("cache_hits", 0))
+                     i, len(ranked), done, stats.requests, stats.model_requests, stats.cache_hits)
             yield ranked, stats
     finally:
         bar.close()
@@ -190,6 +265,14 @@ def rerank_blocks(job: RerankJob, engine=None) -> Iterator[tuple[list[Ranking], 
 
 # --- output file + resume ------------------------------------------------------------------
 def marker_path(out) -> str:
+    """The resume marker of an output file.
+
+    Args:
+        out: the output TREC file.
+
+    Returns:
+        ``OUT.resume.json``.
+    """
     return f"{out}.resume.json"
 
 
@@ -210,11 +293,22 @@ def _resume_point(source: RunSource, out: str) -> tuple[int, int, int]:
     return done, position, keep
 
 
-def rerank_to_file(job: RerankJob, out, *, identity: str, tag: str, engine=None, resume: bool = True) -> dict:
-    """Rerank ``job`` into the TREC file ``out`` block by block (see the module docstring for
-    resume). ``identity`` names what produces the output (a reranker fingerprint); a marker
-    with another identity, depth or input means another command: the output starts over.
-    Returns the summary (queries, docs, resumed queries, engine counts, wall seconds)."""
+def rerank_to_file(job: RunJob, out, *, identity: str, tag: str, engine=None, resume: bool = True) -> dict:
+    """Rerank ``job`` into the TREC file ``out`` block by block (see the module docstring for resume).
+
+    Args:
+        job: the run to rerank.
+        out: the output TREC file.
+        identity: what produces the output (a reranker fingerprint); a marker with another
+            identity, depth or input means another command: the output starts over.
+        tag: the run tag written on every line.
+        engine: where the blocks run (default :class:`LocalEngine`).
+        resume: continue an output this same command left unfinished.
+
+    Returns:
+        The summary: ``queries``, ``docs``, ``resumed_queries``, the engine's counts
+        (:meth:`EngineStats.as_dict`) and ``wall_seconds``.
+    """
     out = str(out)
     check_tag(tag)
     if job.source.path and os.path.abspath(out) == os.path.abspath(job.source.path):
@@ -239,15 +333,15 @@ def rerank_to_file(job: RerankJob, out, *, identity: str, tag: str, engine=None,
         open(out, "w").close()
     Path(marker).write_text(json.dumps(want))
     t0 = time.perf_counter()
-    stats: Counter = Counter(requests=0, cache_hits=0, model_requests=0)
+    stats = EngineStats()
     queries = docs = 0
     with open(out, "a", encoding="utf-8") as f:
         for ranked, st in rerank_blocks(job, engine):
             f.write("".join(format_ranking(r, tag) for r in ranked))
             f.flush()
-            stats.update(st)
+            stats.merge(st)
             queries += len(ranked)
             docs += sum(min(job.depth, len(r)) for r in ranked)
     os.remove(marker)
-    return {"queries": queries, "docs": docs, "resumed_queries": resumed, **dict(stats),
-            "wall_seconds": round(time.perf_counter() - t0, 3)}
+    stats.wall_seconds = time.perf_counter() - t0
+    return {"queries": queries, "docs": docs, "resumed_queries": resumed, **stats.as_dict()}

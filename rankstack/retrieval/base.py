@@ -112,12 +112,33 @@ class Retriever(ABC):
 
     @abstractmethod
     def retrieve(self, queries: QueriesLike, k: int = 1000) -> Run:
-        """Top-``k`` documents for every query (queries: list of Query or qid -> Query/text)."""
+        """Top-``k`` documents for every query.
+
+        Args:
+            queries: a list of :class:`Query`, or ``{qid: Query or text}``.
+            k: documents per query.
+
+        Returns:
+            A :class:`Run`, each ranking sorted by score, best first.
+        """
 
     def save(self, path) -> None:
+        """Write the index into a folder (``load_retriever`` reopens it).
+
+        Args:
+            path: the folder.
+
+        Raises:
+            RankstackError: a retriever without an index of its own.
+        """
         raise RankstackError(f"the {self.backend} retriever has no index to save")
 
     def params(self) -> dict[str, Any]:
+        """The options that define the index and its scores.
+
+        Returns:
+            ``{option: value}`` (none here).
+        """
         return {}
 
     def __repr__(self) -> str:

@@ -48,7 +48,19 @@ def _stemmer(name: str | None):
 
 
 class BM25Retriever(Retriever):
-    """BM25 over an in-memory bm25s index. Build with :meth:`from_corpus`, reopen with :meth:`load`."""
+    """BM25 over an in-memory bm25s index. Build with :meth:`from_corpus`, reopen with :meth:`load`.
+
+    Args:
+        model: the bm25s index (``bm25s.BM25``).
+        docids: the docid of each indexed row.
+        k1: BM25's term saturation (Anserini's 0.9).
+        b: BM25's length normalisation (Anserini's 0.4).
+        stemmer: ``porter`` (PyStemmer) or None.
+        stopwords: ``en``, a list, or None.
+        token_pattern: the regex that cuts text into terms.
+        threads: bm25s retrieval threads.
+        show_progress: progress bars.
+    """
 
     backend = "bm25s"
     format_version = 1
@@ -67,11 +79,25 @@ class BM25Retriever(Retriever):
         self._stem = _stemmer(stemmer)
 
     def params(self) -> dict[str, Any]:
+        """The options that define the index and its scores.
+
+        Returns:
+            ``{option: value}`` (written to the index manifest).
+        """
         return {"k1": self.k1, "b": self.b, "method": "lucene", "stemmer": self.stemmer_name,
                 "stopwords": self.stopwords, "token_pattern": self.token_pattern}
 
     # --- analysis ----------------------------------------------------------------
     def tokenize(self, texts: list[str], show_progress: bool = False) -> list[list[str]]:
+        """Terms of each text as the index analyses them (lower case, stopwords, stemmer).
+
+        Args:
+            texts: the texts.
+            show_progress: a progress bar.
+
+        Returns:
+            One term list per text.
+        """
         import bm25s
 
         return bm25s.tokenize(texts, lower=True, token_pattern=self.token_pattern, stopwords=self.stopwords or None,
@@ -82,9 +108,24 @@ class BM25Retriever(Retriever):
     def from_corpus(cls, corpus, k1: float = 0.9, b: float = 0.4, stemmer: str | None = "porter",
                     stopwords: str | list[str] | None = "en", token_pattern: str = TOKEN_PATTERN,
                     show_progress: bool = True, **kw) -> BM25Retriever:
-        """Index a DocStore, an iterable of :class:`Doc`, or a corpus file (any supported format).
+        """Index a corpus; each document as ``Doc.full_text`` (title and body).
 
-        Each document is indexed as ``Doc.full_text`` (title and body)."""
+        Args:
+            corpus: a DocStore, an iterable of :class:`Doc`, or a corpus file (any supported format).
+            k1: BM25's term saturation.
+            b: BM25's length normalisation.
+            stemmer: ``porter`` or None.
+            stopwords: ``en``, a list, or None.
+            token_pattern: the term regex.
+            show_progress: progress bars.
+            **kw: more :class:`BM25Retriever` options (``threads``).
+
+        Returns:
+            The retriever.
+
+        Raises:
+            RankstackError: an empty corpus or a docid twice.
+        """
         import bm25s
 
         if stemmer not in STEMMERS and not isinstance(stemmer, str):
@@ -99,8 +140,16 @@ class BM25Retriever(Retriever):
 
     # --- searching ---------------------------------------------------------------
     def retrieve(self, queries: QueriesLike, k: int = 1000) -> Run:
-        """Top-``k`` per query, batched over all queries. Documents matching no query term
-        are left out (as Lucene does), so a ranking may hold fewer than ``k``."""
+        """Top-``k`` per query, batched over all queries. Documents matching no query term are left
+        out (as Lucene does), so a ranking may hold fewer than ``k``.
+
+        Args:
+            queries: a list of :class:`Query`, or ``{qid: Query or text}``.
+            k: documents per query.
+
+        Returns:
+            A :class:`Run`, each ranking sorted by score, best first.
+        """
         check_k(k)
         qs = as_query_list(queries)
         run = Run(name="bm25s", metadata={"retriever": "bm25s", **self.params()})
@@ -118,6 +167,11 @@ class BM25Retriever(Retriever):
 
     # --- persistence -------------------------------------------------------------
     def save(self, path) -> None:
+        """Write the index and its manifest into a folder (reopen with :meth:`load` or ``load_retriever``).
+
+        Args:
+            path: the folder.
+        """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.model.save(str(path / "bm25s"), show_progress=False)
@@ -127,6 +181,19 @@ class BM25Retriever(Retriever):
 
     @classmethod
     def load(cls, path, mmap: bool = False, **kw) -> BM25Retriever:
+        """Reopen an index folder :meth:`save` wrote.
+
+        Args:
+            path: the folder.
+            mmap: memory-map the index instead of reading it.
+            **kw: options such as ``threads``, ``show_progress``.
+
+        Returns:
+            The retriever.
+
+        Raises:
+            IndexMismatchError: a folder written by another retriever or format version.
+        """
         import bm25s
 
         m = read_manifest(path, cls.backend, cls.format_version)

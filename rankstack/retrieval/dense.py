@@ -30,6 +30,18 @@ INDEX_TYPES = ("flat", "hnsw")
 
 
 def load_encoder(model: str, device: str | None = None):
+    """A sentence-transformers bi-encoder.
+
+    Args:
+        model: an alias (``minilm-l6``), a hub id or a folder.
+        device: ``cpu``, ``cuda`` ... (default: sentence-transformers' choice).
+
+    Returns:
+        The ``SentenceTransformer``.
+
+    Raises:
+        RankstackError: the model cannot be loaded.
+    """
     from sentence_transformers import SentenceTransformer
 
     from rankstack.models import resolve
@@ -58,7 +70,24 @@ def _to_gpu(index):
 
 
 class DenseRetriever(Retriever):
-    """Bi-encoder retrieval over a FAISS index of normalised embeddings."""
+    """Bi-encoder retrieval over a FAISS index of normalised embeddings.
+
+    Build with :meth:`from_corpus` (or :meth:`from_embeddings`), reopen with :meth:`load`.
+
+    Args:
+        encoder: the sentence-transformers model.
+        index: the FAISS index.
+        docids: the docid of each indexed row.
+        model: the encoder's name or path (recorded in the manifest).
+        index_type: ``flat`` (exact) or ``hnsw``.
+        normalize: L2-normalise embeddings (inner product = cosine).
+        batch_size: encoding batch size.
+        hnsw_m: HNSW links per node.
+        ef_search: HNSW search breadth.
+        query_prefix: text put before each query (E5: ``"query: "``).
+        doc_prefix: text put before each document.
+        show_progress: progress bars.
+    """
 
     backend = "dense"
     format_version = 1
@@ -82,6 +111,11 @@ class DenseRetriever(Retriever):
             self.cpu_index.hnsw.efSearch = ef_search
 
     def params(self) -> dict[str, Any]:
+        """The options that define the index.
+
+        Returns:
+            ``{option: value}`` (written to the index manifest).
+        """
         p: dict[str, Any] = {"model": self.model, "index": self.index_type, "normalize": self.normalize,
                              "query_prefix": self.query_prefix, "doc_prefix": self.doc_prefix}
         if self.index_type == "hnsw":
@@ -89,6 +123,15 @@ class DenseRetriever(Retriever):
         return p
 
     def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+        """Embeddings of texts (normalised when the index is).
+
+        Args:
+            texts: the texts (prefixes already added).
+            show_progress: a progress bar.
+
+        Returns:
+            A float32 array, one row per text.
+        """
         emb = self.encoder.encode(texts, batch_size=self.batch_size, show_progress_bar=show_progress,
                                   normalize_embeddings=self.normalize, convert_to_numpy=True)
         return np.ascontiguousarray(emb, dtype=np.float32)
@@ -98,7 +141,26 @@ class DenseRetriever(Retriever):
                     batch_size: int = 64, hnsw_m: int = 32, ef_construction: int = 200, ef_search: int = 128,
                     query_prefix: str = "", doc_prefix: str = "", device: str | None = None,
                     show_progress: bool = True, encoder=None) -> DenseRetriever:
-        """Encode every document (``Doc.full_text``) in batches and index the embeddings."""
+        """Encode every document (``Doc.full_text``) in batches and index the embeddings.
+
+        Args:
+            corpus: a DocStore, an iterable of :class:`Doc`, or a corpus file.
+            model: the encoder (alias, hub id, folder).
+            index: ``flat`` or ``hnsw``.
+            normalize: L2-normalise embeddings.
+            batch_size: encoding batch size.
+            hnsw_m: HNSW links per node.
+            ef_construction: HNSW build breadth.
+            ef_search: HNSW search breadth.
+            query_prefix: text put before each query.
+            doc_prefix: text put before each document.
+            device: the encoder's device.
+            show_progress: progress bars.
+            encoder: an already loaded encoder (then ``model`` only names it).
+
+        Returns:
+            The retriever.
+        """
         docs = collect_docs(corpus)
         encoder = encoder or load_encoder(model, device)
         self = cls.from_embeddings(np.zeros((0, _dim(encoder)), dtype=np.float32), [], encoder, model, index,
@@ -114,7 +176,26 @@ class DenseRetriever(Retriever):
                         index: str = "flat", normalize: bool = True, batch_size: int = 64, hnsw_m: int = 32,
                         ef_construction: int = 200, ef_search: int = 128, query_prefix: str = "",
                         doc_prefix: str = "", show_progress: bool = True) -> DenseRetriever:
-        """Index precomputed document embeddings (rows aligned with ``docids``)."""
+        """Index precomputed document embeddings (rows aligned with ``docids``).
+
+        Args:
+            embeddings: one row per document.
+            docids: the documents' ids.
+            encoder: the encoder queries are embedded with.
+            model: its name.
+            index: ``flat`` or ``hnsw``.
+            normalize: L2-normalise the embeddings.
+            batch_size: query encoding batch size.
+            hnsw_m: HNSW links per node.
+            ef_construction: HNSW build breadth.
+            ef_search: HNSW search breadth.
+            query_prefix: text put before each query.
+            doc_prefix: text put before each document (recorded).
+            show_progress: progress bars.
+
+        Returns:
+            The retriever.
+        """
         import faiss
 
         if index not in INDEX_TYPES:
@@ -132,7 +213,12 @@ class DenseRetriever(Retriever):
         return self
 
     def add(self, embeddings: np.ndarray, docids: list[str]) -> None:
-        """Append documents' embeddings to the index."""
+        """Append documents' embeddings to the index.
+
+        Args:
+            embeddings: one row per document.
+            docids: their ids (new ones: a docid already indexed raises).
+        """
         emb = np.ascontiguousarray(embeddings, dtype=np.float32)
         if emb.ndim != 2 or emb.shape[0] != len(docids) or emb.shape[1] != self.cpu_index.d:
             raise RankstackError(f"embeddings of shape {emb.shape} for {len(docids)} docs in a {self.cpu_index.d}-dim index")
@@ -144,6 +230,15 @@ class DenseRetriever(Retriever):
         self.index = _to_gpu(self.cpu_index)
 
     def retrieve(self, queries: QueriesLike, k: int = 1000) -> Run:
+        """Top-``k`` documents per query by inner product (cosine when normalised).
+
+        Args:
+            queries: a list of :class:`Query`, or ``{qid: Query or text}``.
+            k: documents per query.
+
+        Returns:
+            A :class:`Run`, each ranking sorted by score, best first.
+        """
         check_k(k)
         qs = as_query_list(queries)
         run = Run(name=f"dense-{Path(self.model).name}", metadata={"retriever": "dense", **self.params()})
@@ -156,6 +251,11 @@ class DenseRetriever(Retriever):
         return run
 
     def save(self, path) -> None:
+        """Write the FAISS index, the docids and the manifest into a folder.
+
+        Args:
+            path: the folder.
+        """
         import faiss
 
         path = Path(path)
@@ -169,8 +269,24 @@ class DenseRetriever(Retriever):
     @classmethod
     def load(cls, path, model: str | None = None, device: str | None = None, batch_size: int = 64,
              ef_search: int | None = None, show_progress: bool = True, encoder=None) -> DenseRetriever:
-        """Reopen a saved index; ``model`` overrides the encoder path recorded at build time
-        (same model elsewhere on disk) and must give the same embedding size."""
+        """Reopen a saved index.
+
+        Args:
+            path: the folder :meth:`save` wrote.
+            model: overrides the encoder path recorded at build time (the same model elsewhere on
+                disk); must give the same embedding size.
+            device: the encoder's device.
+            batch_size: query encoding batch size.
+            ef_search: HNSW search breadth (default: the recorded one).
+            show_progress: progress bars.
+            encoder: an already loaded encoder.
+
+        Returns:
+            The retriever.
+
+        Raises:
+            IndexMismatchError: another retriever's folder, or an encoder of another size.
+        """
         import faiss
 
         m = read_manifest(path, cls.backend, cls.format_version)

@@ -16,7 +16,15 @@ NORMS = ("zscore", "minmax", "none")
 
 
 def normalize(scores: Mapping[str, float], method: str = "zscore") -> dict[str, float]:
-    """Per-query normalisation. Constant scores map to 0 (z-score) or 0.5 (min-max)."""
+    """Per-query normalisation.
+
+    Args:
+        scores: ``{docid: score}``.
+        method: ``zscore`` or ``minmax``.
+
+    Returns:
+        The normalised scores (constant scores map to 0 for z-score, 0.5 for min-max).
+    """
     if method not in NORMS:
         raise RankstackError(f"unknown normalisation {method!r}; one of {NORMS}")
     if not scores or method == "none":
@@ -32,8 +40,18 @@ def normalize(scores: Mapping[str, float], method: str = "zscore") -> dict[str, 
 
 def interpolate_rankings(rankings: Sequence[Ranking], weights: Sequence[float], norm: str = "zscore",
                          missing: float | None = None) -> Ranking:
-    """Weighted sum of normalised scores. A doc absent from a ranking gets ``missing``
-    (default: that ranking's minimum normalised score)."""
+    """Weighted sum of normalised scores (one query).
+
+    Args:
+        rankings: the query's rankings from several systems.
+        weights: one weight per ranking.
+        norm: ``zscore`` or ``minmax``.
+        missing: the normalised score of a doc absent from a ranking (default: that ranking's
+            minimum).
+
+    Returns:
+        The fused ranking, best first.
+    """
     if len(rankings) != len(weights):
         raise RankstackError("one weight per ranking")
     qid = rankings[0].qid
@@ -58,7 +76,16 @@ def interpolate_rankings(rankings: Sequence[Ranking], weights: Sequence[float], 
 
 
 def rrf_rankings(rankings: Sequence[Ranking], k: int = 60, weights: Sequence[float] | None = None) -> Ranking:
-    """Reciprocal rank fusion: sum of w / (k + rank) (Cormack et al. 2009, k=60)."""
+    """Reciprocal rank fusion of one query's rankings: sum of w / (k + rank) (Cormack et al. 2009).
+
+    Args:
+        rankings: the rankings.
+        k: the rank constant (60).
+        weights: one weight per ranking (default 1).
+
+    Returns:
+        The fused ranking, best first.
+    """
     weights = weights or [1.0] * len(rankings)
     fused: dict[str, float] = {}
     order: list[str] = []
@@ -84,12 +111,41 @@ def _per_query(runs: Sequence[Run], fn, name: str) -> Run:
 
 def rrf(runs: Sequence[Run], k: int = 60, weights: Sequence[float] | None = None, depth: int | None = None,
         name: str = "rrf") -> Run:
+    """Reciprocal rank fusion of whole runs, query by query (a query some runs lack is fused from
+    the runs that hold it).
+
+    Args:
+        runs: the runs.
+        k: the rank constant (60).
+        weights: one weight per run (default 1).
+        depth: use each run's top ``depth`` (None: all).
+        name: the fused run's name.
+
+    Returns:
+        The fused :class:`Run`.
+    """
     w = list(weights or [1.0] * len(runs))
     return _per_query(runs, lambda rs, idx: rrf_rankings([r.top(depth) for r in rs], k, [w[i] for i in idx]), name)
 
 
 def interpolate(runs: Sequence[Run], weights: Sequence[float], norm: str = "zscore", depth: int | None = None,
                 name: str = "fusion") -> Run:
+    """Score interpolation of whole runs, query by query: the weighted sum of per-query normalised
+    scores (:func:`interpolate_rankings`).
+
+    Args:
+        runs: the runs.
+        weights: one weight per run.
+        norm: ``zscore`` or ``minmax``.
+        depth: use each run's top ``depth`` (None: all).
+        name: the fused run's name.
+
+    Returns:
+        The fused :class:`Run`.
+
+    Raises:
+        RankstackError: not one weight per run.
+    """
     w = list(weights)
     if len(w) != len(runs):
         raise RankstackError("one weight per run")

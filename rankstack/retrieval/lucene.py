@@ -76,7 +76,23 @@ def _is_lucene_index(path: Path) -> bool:
 
 
 class LuceneRetriever(Retriever):
-    """Lucene BM25 (optionally + RM3) over an Anserini index, searched through pyserini."""
+    """Lucene BM25 (optionally + RM3) over an Anserini index, searched through pyserini.
+
+    Build with :meth:`from_corpus` / :meth:`from_collection`, open with :meth:`load` / :meth:`from_index`.
+
+    Args:
+        searcher: pyserini's ``LuceneSearcher``.
+        k1: BM25's term saturation.
+        b: BM25's length normalisation.
+        rm3: RM3 query expansion.
+        fb_terms: RM3 expansion terms.
+        fb_docs: RM3 feedback documents.
+        original_query_weight: RM3's weight of the original query.
+        threads: search threads.
+        stemmer: the analyzer's stemmer (``porter`` or None).
+        stopwords: the analyzer drops Lucene's stopwords.
+        index_dir: the index folder (recorded).
+    """
 
     backend = "lucene"
     format_version = 1
@@ -100,6 +116,11 @@ class LuceneRetriever(Retriever):
             searcher.set_rm3(fb_terms, fb_docs, float(original_query_weight))
 
     def params(self) -> dict[str, Any]:
+        """The options that define the scores.
+
+        Returns:
+            ``{option: value}``.
+        """
         p: dict[str, Any] = {"k1": self.k1, "b": self.b, "stemmer": self.stemmer, "stopwords": self.stopwords}
         if self.rm3:
             p.update(rm3=True, fb_terms=self.fb_terms, fb_docs=self.fb_docs, original_query_weight=self.original_query_weight)
@@ -109,8 +130,21 @@ class LuceneRetriever(Retriever):
     @classmethod
     def from_corpus(cls, corpus, path, stemmer: str | None = "porter", stopwords: bool = True, threads: int = 1,
                     overwrite: bool = False, **search_options) -> LuceneRetriever:
-        """Build a Lucene index (Anserini's IndexCollection, positions + doc vectors + raw text
-        stored, as its regressions do) from any corpus rankstack reads, into folder ``path``."""
+        """Build a Lucene index (Anserini's IndexCollection, positions + doc vectors + raw text stored,
+        as its regressions do) from any corpus rankstack reads.
+
+        Args:
+            corpus: a DocStore, an iterable of :class:`Doc`, or a corpus file.
+            path: the index folder to write.
+            stemmer: ``porter`` or None.
+            stopwords: drop Lucene's stopwords.
+            threads: indexing threads.
+            overwrite: replace an existing index there.
+            **search_options: :class:`LuceneRetriever` options (``k1``, ``b``, ``rm3``, ...).
+
+        Returns:
+            The retriever over the new index.
+        """
         path = Path(path)
         cls._clear(path, overwrite)
         docs = collect_docs(corpus)
@@ -141,11 +175,23 @@ class LuceneRetriever(Retriever):
         """Index files as they are with one of Anserini's collection classes (``HtmlCollection``,
         ``TrecCollection``, ``JsonCollection`` ...), exactly as Anserini's regressions do: the
         files go to its ``IndexCollection`` untouched (positions, doc vectors and raw text stored,
-        Porter stemming, Lucene's stopwords). ``source``: a folder of the collection's files or a
-        ``.tar``/``.tar.gz`` of them (unpacked to a temporary folder first).
+        Porter stemming, Lucene's stopwords).
 
         CACM: ``from_collection("$RANKSTACK_DATA/cacm/cacm.tar.gz", "idx/cacm", "HtmlCollection")``
-        reproduces Anserini's regression, BM25 MAP 0.3123 and P@30 0.1942."""
+        reproduces Anserini's regression, BM25 MAP 0.3123 and P@30 0.1942.
+
+        Args:
+            source: a folder of the collection's files or a ``.tar``/``.tar.gz`` of them (unpacked
+                to a temporary folder first).
+            path: the index folder to write.
+            collection: the Anserini collection class.
+            threads: indexing threads.
+            overwrite: replace an existing index there.
+            **search_options: :class:`LuceneRetriever` options.
+
+        Returns:
+            The retriever over the new index.
+        """
         import tarfile
 
         source, path = Path(source), Path(path)
@@ -191,7 +237,15 @@ class LuceneRetriever(Retriever):
 
     @classmethod
     def load(cls, path, **search_options) -> LuceneRetriever:
-        """Open an index folder that :meth:`from_corpus` (``rankstack index --backend lucene``) wrote."""
+        """Open an index folder that :meth:`from_corpus` (``rankstack index --backend lucene``) wrote.
+
+        Args:
+            path: the folder.
+            **search_options: :class:`LuceneRetriever` options.
+
+        Returns:
+            The retriever.
+        """
         m = read_manifest(path, cls.backend, cls.format_version)
         p = m["params"]
         searcher = _searcher_cls()(str(Path(path) / "lucene"))
@@ -200,8 +254,16 @@ class LuceneRetriever(Retriever):
 
     @classmethod
     def from_index(cls, index: str, **search_options) -> LuceneRetriever:
-        """A rankstack index folder, any existing Lucene index folder (built by Anserini or
-        pyserini with default analysis), or the name of a pyserini prebuilt index (downloads)."""
+        """Open a rankstack index folder, any existing Lucene index folder (built by Anserini or
+        pyserini with default analysis), or a pyserini prebuilt index by name (downloads).
+
+        Args:
+            index: the folder or the prebuilt index's name.
+            **search_options: :class:`LuceneRetriever` options.
+
+        Returns:
+            The retriever.
+        """
         p = Path(index)
         if (p / MANIFEST).exists():
             return cls.load(p, **search_options)
@@ -220,6 +282,15 @@ class LuceneRetriever(Retriever):
 
     # --- searching ---------------------------------------------------------------
     def retrieve(self, queries: QueriesLike, k: int = 1000) -> Run:
+        """Top-``k`` per query (BM25, or BM25 + RM3), searched on ``threads`` threads.
+
+        Args:
+            queries: a list of :class:`Query`, or ``{qid: Query or text}``.
+            k: documents per query.
+
+        Returns:
+            A :class:`Run`, each ranking sorted by score, best first.
+        """
         check_k(k)
         qs = as_query_list(queries)
         run = Run(name="lucene-bm25" + ("-rm3" if self.rm3 else ""), metadata={"retriever": "lucene", **self.params()})
@@ -232,6 +303,15 @@ class LuceneRetriever(Retriever):
         return run
 
     def save(self, path) -> None:
+        """A Lucene index is written where it is built (:meth:`from_corpus`): saving it to its own
+        folder does nothing, anywhere else is refused.
+
+        Args:
+            path: the folder.
+
+        Raises:
+            RankstackError: ``path`` is not the index's own folder.
+        """
         if self.index_dir and Path(self.index_dir).resolve() == Path(path).resolve():
             return
         raise RankstackError("a Lucene index is written where it is built: LuceneRetriever.from_corpus(corpus, path)")

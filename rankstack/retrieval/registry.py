@@ -20,6 +20,17 @@ RETRIEVERS: dict[str, str] = {
 
 
 def retriever_class(backend: str) -> type[Retriever]:
+    """The retriever class of an index backend name.
+
+    Args:
+        backend: ``bm25s``, ``dense`` or ``lucene`` (as an index manifest records it).
+
+    Returns:
+        The class.
+
+    Raises:
+        IndexMismatchError: an unknown backend.
+    """
     try:
         target = RETRIEVERS[backend]
     except KeyError:
@@ -29,5 +40,13 @@ def retriever_class(backend: str) -> type[Retriever]:
 
 
 def load_retriever(path, **options) -> Retriever:
-    """Open any rankstack index folder with the retriever that wrote it."""
+    """Open any rankstack index folder with the retriever that wrote it.
+
+    Args:
+        path: the index folder (its manifest names the retriever).
+        **options: the retriever's ``load`` options.
+
+    Returns:
+        The retriever.
+    """
     return retriever_class(read_manifest(path)["backend"]).load(path, **options)

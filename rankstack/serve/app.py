@@ -223,7 +223,16 @@ async def _client_gone(request: Request) -> None:
 
 
 def create_app(reranker, config: ServeConfig | None = None) -> FastAPI:
-    """The rerank service for ``reranker`` (any rankstack reranker; see the module docstring)."""
+    """The rerank service for ``reranker`` (see the module docstring).
+
+    Args:
+        reranker: any rankstack reranker (or an object with ``rerank(query, docs)``, e.g. a
+            ``RemoteReranker``); one batcher thread runs it.
+        config: limits, batching and timeouts (default :class:`ServeConfig`).
+
+    Returns:
+        The FastAPI app (run it with uvicorn; ``rankstack serve`` does).
+    """
     config = config or ServeConfig()
     metrics = Metrics()
 
@@ -243,6 +252,18 @@ def create_app(reranker, config: ServeConfig | None = None) -> FastAPI:
     app.state.config, app.state.metrics = config, metrics
     app.state.draining, app.state.in_flight = False, 0
     app.add_middleware(Guard, state=app.state)
+    add_error_handlers(app, metrics)
+    add_routes(app, config, metrics)
+    return app
+
+
+def add_error_handlers(app: FastAPI, metrics: Metrics) -> None:
+    """Every error as ``{"error": {"type", "message"}}`` with its status, counted in ``metrics``.
+
+    Args:
+        app: the app.
+        metrics: the service's metrics (``errors`` by type).
+    """
 
     @app.exception_handler(ApiError)
     async def _api_error(request, e: ApiError):
@@ -267,6 +288,16 @@ def create_app(reranker, config: ServeConfig | None = None) -> FastAPI:
         metrics.errors.labels("internal_error").inc()
         log.error("internal error: %s", type(e).__name__)
         return error_response(500, "internal_error", f"{type(e).__name__}")
+
+
+def add_routes(app: FastAPI, config: ServeConfig, metrics: Metrics) -> None:
+    """The rerank routes (Jina, Cohere, TEI), ``/health``, ``/v1/models`` and ``/metrics``.
+
+    Args:
+        app: the app (its ``state.batcher`` runs the reranker).
+        config: the service's limits and timeout.
+        metrics: the service's metrics.
+    """
 
     async def rerank(request: Request, model: type[BaseModel]):
         req = parse_body(await read_body(request, int(config.max_body_mb * 1024 * 1024)), model)
@@ -321,5 +352,3 @@ def create_app(reranker, config: ServeConfig | None = None) -> FastAPI:
     @app.get("/metrics")
     async def prometheus():
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    return app

@@ -1,7 +1,7 @@
 """Dynamic batching: concurrent rerank requests merged into one engine pass, on one worker thread.
 
-The engine already drives many queries in lockstep (:meth:`Reranker._rerank_many`: window i of
-every query goes to the backend in one batch), so a batch of HTTP requests is simply a batch of
+The engine already drives many queries in lockstep (:func:`rankstack.rerankers.engine.rerank_queries`:
+window i of every query goes to the backend in one batch), so a batch of HTTP requests is simply a batch of
 queries, one unique qid per request. The worker thread owns the model: it takes the first
 waiting job, waits up to ``max_wait_ms`` after that job arrived for others (or until
 ``max_batch_docs`` documents are waiting), and runs them together. Jobs are
@@ -25,9 +25,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from rankstack.errors import RankstackError
+from rankstack.rerankers.base import Reranker
 from rankstack.rerankers.calibration import relevance_scores
+from rankstack.rerankers.engine import rerank_queries
 from rankstack.serve.schemas import RerankJob, Scored
-from rankstack.types import Doc, Query, Ranking
+from rankstack.types import Doc, Query
 
 log = logging.getLogger(__name__)
 
@@ -175,10 +177,9 @@ class Batcher:
         rr = self.reranker
         qids = [f"req{next(self._seq)}" for _ in batch]
         docs = {q: [Doc(str(i), t) for i, t in enumerate(self._texts(p.job))] for q, p in zip(qids, batch)}
-        if hasattr(rr, "_rerank_many"):
+        if isinstance(rr, Reranker):
             queries = {q: Query(q, p.job.query) for q, p in zip(qids, batch)}
-            firsts = {q: Ranking.from_order(q, [d.docid for d in docs[q]]) for q in qids}
-            rankings = rr._rerank_many(queries, docs, firsts)
+            rankings, _ = rerank_queries(rr, queries, docs)
         else:  # any object with rerank(query, docs) (e.g. a RemoteReranker in front of another server)
             rankings = {q: rr.rerank(Query(q, p.job.query), docs[q]) for q, p in zip(qids, batch)}
         out = []

@@ -30,7 +30,13 @@ RETRY_STATUS = (429, 502, 503, 504)
 
 
 class RemoteRerankError(RankstackError):
-    """The server answered with an error (``status``, and its error ``type`` when it gave one)."""
+    """The server answered with an error, or did not answer.
+
+    Args:
+        message: what went wrong (the endpoint first).
+        status: the HTTP status, when there was one.
+        type: the error body's ``type``, when it gave one.
+    """
 
     def __init__(self, message: str, status: int | None = None, type: str | None = None):
         super().__init__(message)
@@ -64,7 +70,14 @@ class RemoteReranker:
 
     @staticmethod
     def relevance_score(score: float) -> float:
-        """Scores already are the server's relevance scores (see :mod:`rankstack.rerankers.calibration`)."""
+        """Scores already are the server's relevance scores (see :mod:`rankstack.rerankers.calibration`).
+
+        Args:
+            score: a score of a ranking this reranker returned.
+
+        Returns:
+            The same score.
+        """
         return score
 
     # --- HTTP ------------------------------------------------------------------------------------
@@ -102,8 +115,21 @@ class RemoteReranker:
     # --- the reranker interface ------------------------------------------------------------------------
     def rerank(self, query: Query | str, docs: Sequence[Doc | str | ScoredDoc], k: int | None = None,
                corpus=None) -> Ranking:
-        """Rerank one query's candidates (``Doc``s, strings, or ``ScoredDoc``s with ``corpus``); the
-        ranking's scores are the server's relevance scores, best first."""
+        """Rerank one query's candidates on the server.
+
+        Args:
+            query: a :class:`Query` or the query text.
+            docs: :class:`Doc`s, strings, or :class:`ScoredDoc`s (texts from ``corpus``).
+            k: ask the server for the best ``k`` only (``top_n``).
+            corpus: where ``ScoredDoc`` texts are looked up.
+
+        Returns:
+            The ranking; its scores are the server's relevance scores, best first.
+
+        Raises:
+            RankstackError: bad candidates.
+            RemoteRerankError: the server failed (after the retries) or answered something unexpected.
+        """
         q = query if isinstance(query, Query) else Query("q", str(query))
         ds = []
         for i, d in enumerate(docs):
@@ -136,7 +162,22 @@ class RemoteReranker:
     def rerank_run(self, run: Run, queries: Mapping[str, Query], corpus, depth: int = 100,
                    name: str | None = None) -> Run:
         """Rerank the top ``depth`` of every query, ``concurrency`` queries in flight; the rest keep
-        first-stage order below them."""
+        first-stage order below them.
+
+        Args:
+            run: the first-stage run.
+            queries: ``{qid: Query}``.
+            corpus: the passages' texts.
+            depth: candidates reranked per query (> 0).
+            name: the output run's name.
+
+        Returns:
+            The reranked :class:`Run` (metadata: reranker, depth, queries, docs, wall_seconds).
+
+        Raises:
+            RankstackError: ``depth`` <= 0 or a query without text.
+            RemoteRerankError: the server failed.
+        """
         if depth <= 0:
             raise RankstackError(f"depth must be > 0, got {depth}")
         for qid in run:

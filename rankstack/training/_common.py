@@ -34,13 +34,13 @@ def lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.05, target_modu
 
 
 def renderer(tokenizer):
-    """Prompt -> the exact text the ``hf`` backend feeds the model at inference (chat template with
-    the generation prompt, then the assistant prefix): :meth:`HFBackend.render` itself."""
-    from rankstack.rerankers.backends.hf import HFBackend
+    """Prompt -> the exact text the backends feed the model at inference (chat template with the
+    generation prompt, then the assistant prefix): :func:`rankstack.rerankers.backends.text.render_chat`."""
+    import functools
 
-    be = HFBackend.__new__(HFBackend)  # render() needs only the tokenizer; no model is moved or loaded
-    be.tokenizer = tokenizer
-    return be.render
+    from rankstack.rerankers.backends.text import render_chat
+
+    return functools.partial(render_chat, tokenizer)
 
 
 def render_dataset(dataset, tokenizer, keep: bool = False):

@@ -49,9 +49,20 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_parsers(sub) -> None:
+    """``rankstack train {sft,grpo,distill,mvp}`` and ``rankstack generate-queries``.
+
+    Args:
+        sub: the CLI's subparsers.
+    """
     p = sub.add_parser("train", help="fine-tune a reranker: SFT or GRPO (LoRA) on examples from qrels + a run")
     tsub = p.add_subparsers(dest="train_command", metavar="{sft,grpo,mvp}")
+    for add in (_sft_parser, _grpo_parser, _distill_parser, _mvp_parser):
+        add(tsub)
+    p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
+    _generate_queries_parser(sub)
 
+
+def _sft_parser(tsub) -> None:
     s = tsub.add_parser("sft", help="supervised fine-tuning (TRL SFTTrainer; loss on the completion)")
     _data_args(s)
     s.add_argument("--loss", default="lm", choices=["lm", "first"], help="first: LM + 10 x weighted RankNet")
@@ -59,6 +70,8 @@ def add_parsers(sub) -> None:
     s.add_argument("--max-length", type=int, default=512)
     s.set_defaults(func=cmd_sft)
 
+
+def _grpo_parser(tsub) -> None:
     g = tsub.add_parser("grpo", help="GRPO with ranking rewards (TRL GRPOTrainer)")
     _data_args(g)
     g.add_argument("--reward", default="rankr1",
@@ -73,11 +86,15 @@ def add_parsers(sub) -> None:
                         "Rank-R1 run on a small model)")
     g.set_defaults(func=cmd_grpo)
 
+
+def _distill_parser(tsub) -> None:
     d = tsub.add_parser("distill", help="label-free distillation: synthetic queries from a corpus, a teacher's "
                                         "ranks, a trained student (every step's file kept in --out)")
     _distill_args(d)
     d.set_defaults(func=cmd_distill)
 
+
+def _mvp_parser(tsub) -> None:
     v = tsub.add_parser("mvp", help="train an MVP reranker (multi-view, non-generative) on a teacher's ranks")
     v.add_argument("--queries", required=True, help="topics file or dataset name (the training queries)")
     v.add_argument("--run", required=True, help="first-stage run: each query's candidates")
@@ -101,8 +118,8 @@ def add_parsers(sub) -> None:
     v.add_argument("--threads", type=int, default=None)
     v.set_defaults(func=cmd_mvp)
 
-    p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
 
+def _generate_queries_parser(sub) -> None:
     g = sub.add_parser("generate-queries", help="write synthetic training queries for a corpus's passages "
                                                 "(InPars-style), optionally filtered by a teacher")
     g.add_argument("corpus", help="corpus file or dataset name")

@@ -28,89 +28,24 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from rankstack.data.corpus import DocStore
 from rankstack.errors import RankstackError
 from rankstack.rerankers.backends.base import Prompt
+from rankstack.training.example_inputs import (candidate_pool, check_inputs, prompt_from_row, require_text_and_candidates,
+                                               sample_candidates, split_queries, to_dataset)
 from rankstack.types import Qrels, Query, Run
 
 log = logging.getLogger(__name__)
 
-
-# --- splitting and sampling -------------------------------------------------------------------
-
-
-def split_queries(qids: Iterable[str], train_fraction: float = 0.5, seed: int = 0) -> tuple[list[str], list[str]]:
-    """A seeded split by query: (train qids, held-out qids); the same seed gives the same split."""
-    if not 0.0 < train_fraction < 1.0:
-        raise RankstackError(f"train_fraction must be in (0, 1), got {train_fraction}")
-    ids = sorted(set(qids))
-    random.Random(seed).shuffle(ids)
-    n = max(1, min(len(ids) - 1, round(len(ids) * train_fraction))) if len(ids) > 1 else len(ids)
-    return sorted(ids[:n]), sorted(ids[n:])
-
-
-def _require_text_and_candidates(queries: Mapping[str, Query], run: Run, qids: Sequence[str]) -> None:
-    """Every query of ``qids`` has its text and its first-stage candidates, or an error names one."""
-    missing = [q for q in qids if q not in queries]
-    if missing:
-        raise RankstackError(f"{len(missing)} queries have no text (e.g. {missing[0]!r})")
-    missing = [q for q in qids if q not in run]
-    if missing:
-        raise RankstackError(f"{len(missing)} queries are not in the first-stage run (e.g. {missing[0]!r})")
-
-
-def _check_inputs(queries: Mapping[str, Query], qrels: Qrels, run: Run, qids: Sequence[str] | None) -> list[str]:
-    qids = list(qids) if qids is not None else [q for q in run if q in qrels]
-    _require_text_and_candidates(queries, run, qids)
-    if not qids:
-        raise RankstackError("no queries to build examples from (none of the run's queries has judgements)")
-    return qids
-
-
-def sample_candidates(qid: str, qrels: Qrels, run: Run, corpus: DocStore | None, rng: random.Random, *,
-                      n_pos: int = 2, n_hard: int = 4, n_random: int = 2, depth: int = 100, hard_depth: int = 30,
-                      positive_min: int = 1, pool: Sequence[str] = ()) -> list[tuple[str, int, str]]:
-    """(docid, grade, kind) with kind ``pos`` / ``hard`` / ``random`` for one query."""
-    judged = qrels.get(qid, {})
-    ranked = run[qid].docids[:depth]
-    pos = [d for d in ranked if judged.get(d, 0) >= positive_min]
-    if len(pos) < n_pos and corpus is not None:
-        pos += [d for d, g in sorted(judged.items()) if g >= positive_min and d not in set(pos) and d in corpus]
-    pos = rng.sample(pos, min(n_pos, len(pos)))
-    hard = [d for d in ranked[:hard_depth] if judged.get(d, 0) < positive_min]
-    hard = rng.sample(hard, min(n_hard, len(hard)))
-    taken = set(pos) | set(hard) | set(ranked)
-    others = [d for d in pool if d not in taken and judged.get(d, 0) < positive_min]
-    rand = rng.sample(others, min(n_random, len(others)))
-    return ([(d, judged.get(d, 0), "pos") for d in pos] + [(d, judged.get(d, 0), "hard") for d in hard]
-            + [(d, judged.get(d, 0), "random") for d in rand])
-
-
-def _pool(run: Run, depth: int) -> list[str]:
-    seen: dict[str, None] = {}
-    for r in run.values():
-        for d in r.docids[:depth]:
-            seen.setdefault(d)
-    return list(seen)
+__all__ = ["BUILDERS", "build_examples", "candidate_sets", "first_examples", "groupwise_examples", "ideal_permutation",
+           "listwise_examples", "pointwise_examples", "pointwise_target", "prompt_from_row", "rubric_examples",
+           "sample_candidates", "score_target", "setwise_examples", "split_queries", "window_examples"]
 
 
 def _messages(prompt: Prompt) -> list[dict]:
     return prompt.as_dicts()
-
-
-def prompt_from_row(row: Mapping) -> Prompt:
-    """The :class:`Prompt` a dataset row holds (``prompt`` messages + ``assistant_prefix``)."""
-    return Prompt(tuple((m["role"], m["content"]) for m in row["prompt"]), row.get("assistant_prefix", "") or "")
-
-
-def _dataset(rows: list[dict]):
-    from datasets import Dataset
-
-    if not rows:
-        raise RankstackError("no examples built (no judged candidates in the run for these queries?)")
-    return Dataset.from_list(rows)
 
 
 # --- pointwise --------------------------------------------------------------------------------
@@ -169,7 +104,7 @@ def pointwise_examples(queries: Mapping[str, Query], qrels: Qrels | None, run: R
             for row in _pair_rows(rr, queries, qrels, run, corpus, qids, rng, n_pos=n_pos, n_hard=n_hard,
                                   n_random=n_random, depth=depth, hard_depth=hard_depth, positive_min=positive_min)]
     rng.shuffle(rows)
-    return _dataset(rows)
+    return to_dataset(rows)
 
 
 def _teacher_pointwise(rr, method, queries, qrels, run, corpus, teacher: Run, qids, group_size, n_top, depth, seed):
@@ -196,7 +131,7 @@ def _teacher_pointwise(rr, method, queries, qrels, run, corpus, teacher: Run, qi
                          "target_bin": int(bins[docid]), "prompt": _messages(p), "assistant_prefix": p.assistant_prefix,
                          "completion": (queries[qid].text if method == "qlm"  # the continuation QLM scores
                                         else _soft_completion(method, target[docid], bins[docid]))})
-    return _dataset(rows)
+    return to_dataset(rows)
 
 
 def _soft_completion(method: str, target: float, bin_: int) -> str:
@@ -215,7 +150,7 @@ def _teacher_qids(queries, run: Run, teacher: Run, qids) -> list[str]:
     """The queries a teacher-driven builder uses: those of ``qids`` (default: the run's) that the
     teacher ranks; a teacher sharing no query with them is an error."""
     qids = list(qids) if qids is not None else list(run)
-    _require_text_and_candidates(queries, run, qids)
+    require_text_and_candidates(queries, run, qids)
     have = [q for q in qids if q in teacher]
     if not have:
         raise RankstackError(f"the teacher run ranks none of the {len(qids)} queries (teacher qids e.g. "
@@ -244,8 +179,8 @@ def _max_grade(qrels: Qrels) -> int:
 def _pair_rows(rr, queries, qrels, run, corpus, qids, rng: random.Random, **sampling):
     """One row per sampled (query, candidate) pair, rendered by the pointwise-style reranker ``rr``:
     qid, docid, label (grade), kind, prompt, assistant_prefix."""
-    qids = _check_inputs(queries, qrels, run, qids)
-    pool = _pool(run, sampling.get("depth", 100))
+    qids = check_inputs(queries, qrels, run, qids)
+    pool = candidate_pool(run, sampling.get("depth", 100))
     for qid in qids:
         for docid, grade, kind in sample_candidates(qid, qrels, run, corpus, rng, pool=pool, **sampling):
             p = rr.prompt(queries[qid], rr.prepare_doc(corpus.get(docid)))
@@ -306,7 +241,7 @@ def window_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, corpus
 
         qids = _teacher_qids(queries, run, teacher, qids)
     else:
-        qids = _check_inputs(queries, qrels, run, qids)
+        qids = check_inputs(queries, qrels, run, qids)
     rng = random.Random(seed)
     stats: Counter = Counter()
     rows = []
@@ -334,7 +269,7 @@ def window_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, corpus
             target = f"<think> </think> <answer>{perm}</answer>" if reasoning else perm
             rows.append({"qid": qid, "docids": list(win), "grades": grades, "teacher": [j + 1 for j in order],
                          "prompt": _messages(prompt), "assistant_prefix": "", "completion": target})
-    return _dataset(rows)
+    return to_dataset(rows)
 
 
 def listwise_examples(queries, qrels, run, corpus, **kw):
@@ -389,7 +324,7 @@ def candidate_sets(qid: str, qrels: Qrels, run: Run, rng: random.Random, size: i
 
 def _set_rows(rr, queries, qrels, run, corpus, qids, size, n_sets, depth, positive_min, seed):
     """(qid, docids, grades, prompt) for each seeded candidate set, rendered by the reranker ``rr``."""
-    qids = _check_inputs(queries, qrels, run, qids)
+    qids = check_inputs(queries, qrels, run, qids)
     rng = random.Random(seed)
     for qid in qids:
         judged = qrels.get(qid, {})
@@ -420,7 +355,7 @@ def setwise_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, corpu
                   else f"<think> </think> <answer>[{gold[0]}]</answer>")
         rows.append({"qid": qid, "docids": s, "grades": grades, "gold": gold, "prompt": _messages(p),
                      "assistant_prefix": p.assistant_prefix, "completion": target})
-    return _dataset(rows)
+    return to_dataset(rows)
 
 
 # --- groups: groupwise (GroupRank), rubric (Retro*) -----------------------------------------------
@@ -450,7 +385,7 @@ def groupwise_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, cor
         rows.append({"qid": qid, "docids": s, "grades": grades, "gold_scores": gold, "prompt": _messages(p),
                      "assistant_prefix": p.assistant_prefix,
                      "completion": f"<reason> </reason>\n<answer>\n```json\n{obj}\n```\n</answer>"})
-    return _dataset(rows)
+    return to_dataset(rows)
 
 
 def rubric_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, corpus: DocStore, *,
@@ -471,7 +406,7 @@ def rubric_examples(queries: Mapping[str, Query], qrels: Qrels, run: Run, corpus
         s = round(100 * max(0, row["label"]) / max_grade) if max_grade else 0
         rows.append({**row, "teacher_score": s, "completion": f"<score>\n{s}\n</score>"})
     rng.shuffle(rows)
-    return _dataset(rows)
+    return to_dataset(rows)
 
 
 BUILDERS = {

@@ -394,8 +394,8 @@ def _validate(cfg: DistillConfig, kept, val: list[str], corpus, model_dir: Path)
     for name, model in (("untrained", cfg.student), ("student", str(model_dir))):
         rr = load_reranker(cfg.paradigm, model=model, backend_options={"dtype": "float32"}, progress=False, **opts)
         run = rr.rerank_run(cands, kept.kept.queries, corpus, depth=depth)
-        out[name] = _agreement(run, grades, source)
-    out["first_stage"] = _agreement(cands, grades, source)
+        out[name] = agreement(run, grades, source)
+    out["first_stage"] = agreement(cands, grades, source)
     log.info("validation on %d held-out synthetic queries: %s", len(val), out)
     return out
 
@@ -423,7 +423,18 @@ def _train(cfg: DistillConfig, ds, model_dir: Path) -> dict:
             "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None}
 
 
-def _agreement(run, grades, source) -> dict:
+def agreement(run, grades, source) -> dict:
+    """How far a run agrees with the teacher on held-out queries (the label-free validation metric).
+
+    Args:
+        run: the run to judge (the student's, the untrained model's, the first stage's).
+        grades: pseudo-qrels from the teacher's ranks (:func:`rankstack.training.teacher.teacher_qrels`).
+        source: ``{qid: {source passage: 1}}`` of the synthetic queries (empty for given queries).
+
+    Returns:
+        ``ndcg10_vs_teacher`` (nDCG@10 against ``grades``) and, with ``source``, ``mrr10_source``
+        (MRR@10 of each query's source passage), both rounded to 4 digits.
+    """
     from rankstack.eval import evaluate
 
     out = {"ndcg10_vs_teacher": round(evaluate(run, grades, ["nDCG@10"])["nDCG@10"], 4)}

@@ -119,7 +119,18 @@ _ERANK_RE = re.compile(r"^\s*<think>.*?</think>\s*<answer>\s*(\d+)\s*</answer>\s
 _ERANK_NOTHINK_RE = re.compile(r"^\s*(?:<think>.*?</think>\s*)?<answer>\s*(\d+)\s*</answer>\s*$", re.S)
 
 
-def parse_erank(text: str, require_think: bool = True) -> int | None:
+def parse_erank_answer(text: str, require_think: bool = True) -> int | None:
+    """The integer score of an ERank rollout, strictly formatted (what r_RR rewards).
+
+    Args:
+        text: the whole completion (prefix included): ``<think>...</think><answer>N</answer>``.
+        require_think: the reasoning block is required (False: optional).
+
+    Returns:
+        ``N`` when the rollout is formatted and 0 <= N <= 10, else None. (The reranker's
+        lenient reading, with repairs and the score's probability, is
+        :func:`rankstack.rerankers.pointwise.erank_score`.)
+    """
     m = (_ERANK_RE if require_think else _ERANK_NOTHINK_RE).match(text)
     if not m:
         return None
@@ -141,7 +152,7 @@ def erank_reward(completions, qid, label, teacher_score=None, assistant_prefix=N
     texts = _texts(completions, assistant_prefix)
     n = len(texts)
     qids, labels, teach = _column(qid, n), _column(label, n), _column(teacher_score, n)
-    scores = [parse_erank(t, require_think) for t in texts]
+    scores = [parse_erank_answer(t, require_think) for t in texts]
     out = [-1.0] * n
     by_q: dict = defaultdict(list)
     for i, s in enumerate(scores):

@@ -14,7 +14,7 @@
 The source passage becomes a pseudo-positive (pseudo-qrels, grade 1); the teacher's order over
 the candidates is the distillation target (:mod:`rankstack.training.teacher`).
 
-Generation goes through :func:`rankstack.rerankers.base.execute_requests`, so it is batched,
+Generation goes through :func:`rankstack.rerankers.engine.execute_requests`, so it is batched,
 cached in the SQLite score cache and resumes where an interrupted run stopped.
 """
 
@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from rankstack.errors import RankstackError
 from rankstack.rerankers.backends.base import Prompt, SamplingParams
-from rankstack.rerankers.base import GenerateRequest, execute_requests
+from rankstack.rerankers.engine import EngineStats, GenerateRequest, execute_requests
 from rankstack.types import Doc, Qrels, Query, Run
 
 log = logging.getLogger(__name__)
@@ -164,10 +164,12 @@ def generate_queries(corpus, backend, n: int = 100, *, seed: int = 0, samples: i
                             stop=("\n",), seed=seed)
     requests = [GenerateRequest(query_prompt(t, examples), params) for t in texts]
     fingerprint = f"synthetic:{PROMPT_VERSION}:{SAMPLER}:{backend.fingerprint()}"
-    stats: Counter = Counter(sampled=len(passages))
+    engine_stats = EngineStats()
+    tokens: Counter = Counter()
     with tqdm(total=len(requests), desc="generate queries", unit="passage", disable=not progress, leave=False) as bar:
-        outs = execute_requests(requests, backend_generate(backend, stats=stats), cache=cache, fingerprint=fingerprint,
-                                chunk_size=chunk_size, stats=stats, bar=bar, owners=[d.docid for d in passages])
+        outs = execute_requests(requests, backend_generate(backend, stats=tokens), cache=cache, fingerprint=fingerprint,
+                                chunk_size=chunk_size, stats=engine_stats, bar=bar, owners=[d.docid for d in passages])
+    stats: Counter = Counter(sampled=len(passages), **engine_stats.as_dict(), **tokens)
     out = SyntheticQueries({}, {}, stats)
     seen: set[str] = set()
     for doc, text, comps in zip(passages, texts, outs):

@@ -11,7 +11,23 @@ from rankstack.rerankers.backends.base import Backend, BackendError, Completion,
 __all__ = ["Backend", "BackendError", "Completion", "Prompt", "SamplingParams", "load_backend"]
 
 
+BACKENDS = ("hf", "openai", "vllm")
+
+
 def load_backend(name: str = "hf", **kwargs) -> Backend:
+    """A backend by name.
+
+    Args:
+        name: ``hf`` (transformers, in process), ``openai`` (an OpenAI-compatible server) or
+            ``vllm`` (vLLM's offline engine); a :class:`Backend` object is returned as it is.
+        **kwargs: the backend's options (``model=``, ``base_url=``, ``dtype=``, ...).
+
+    Returns:
+        The backend.
+
+    Raises:
+        BackendError: an unknown name.
+    """
     if isinstance(name, Backend):
         return name
     if name == "hf":
@@ -26,4 +42,4 @@ def load_backend(name: str = "hf", **kwargs) -> Backend:
         from rankstack.rerankers.backends.vllm_backend import VLLMBackend
 
         return VLLMBackend(**kwargs)
-    raise ValueError(f"unknown backend {name!r}: hf, openai, vllm")
+    raise BackendError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")

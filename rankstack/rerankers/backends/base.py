@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rankstack.errors import RankstackError
+
 
 @dataclass(frozen=True)
 class Prompt:
@@ -134,16 +136,15 @@ class TokenMemo:
 
 
 def token_memo(backend) -> TokenMemo:
-    """The backend's :class:`TokenMemo` (made on first use; backends that borrow the hf text methods
-    get one too)."""
+    """The backend's :class:`TokenMemo` (made on first use)."""
     memo = getattr(backend, "_token_memo", None)
     if memo is None:
         memo = backend._token_memo = TokenMemo()
     return memo
 
 
-class BackendError(RuntimeError):
-    """The backend cannot do what was asked (e.g. no log-probs from this server)."""
+class BackendError(RankstackError, RuntimeError):
+    """The backend cannot do what was asked (e.g. no log-probs from this server, an unknown backend)."""
 
 
 class Backend(ABC):

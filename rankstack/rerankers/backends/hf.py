@@ -37,6 +37,7 @@ import numpy as np
 
 from rankstack.rerankers.backends.base import (Backend, BackendError, Completion, Prompt, SamplingParams,
                                                token_memo, tokens_for_text)
+from rankstack.rerankers.backends.text import TokenizerText
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,9 @@ def _dtype(name):
             "float16": torch.float16, "fp16": torch.float16}[name] if isinstance(name, str) else name
 
 
-class HFBackend(Backend):
+class HFBackend(TokenizerText, Backend):
+    """A causal LM run in this process with transformers (see the module docstring for the options)."""
+
     name = "hf"
 
     def __init__(self, model: str = "smollm2-135m", device: str | None = None, dtype: str | None = "auto",
@@ -61,7 +64,7 @@ class HFBackend(Backend):
         import torch
 
         from rankstack.hardware import default_cpu_dtype
-        from rankstack.models import load_causal_lm, weights_digest
+        from rankstack.models import folder_digest, load_causal_lm, weights_digest
 
         if threads:
             torch.set_num_threads(int(threads))
@@ -81,7 +84,7 @@ class HFBackend(Backend):
         # a model object passed in is named by its weights, so two different objects never share cached scores
         self.model_id = str(model) if model_obj is None else f"{model}:{weights_digest(self.model)}"
         if model_obj is None and os.path.isdir(str(model)):  # a local folder (a trained adapter) may be rewritten
-            self.model_id = f"{model}@{_folder_digest(str(model))}"
+            self.model_id = f"{model}@{folder_digest(str(model))}"
         self.batch_size = int(batch_size or (256 if gpu else 8))
         self.max_batch_tokens = max_batch_tokens if max_batch_tokens is not None else (32768 if gpu else None)
         self.prefix_reuse = prefix_reuse
@@ -89,7 +92,6 @@ class HFBackend(Backend):
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "left"
-        self._cand_cache: dict[str, int] = {}
         self.min_prefix = min_prefix  # shorter shared prefixes are not worth a separate KV pass
         # padded tokens / real tokens allowed in a batch (padding is compute thrown away on a CPU)
         self.max_pad_ratio = max_pad_ratio or (1.5 if gpu else 1.25)
@@ -105,50 +107,6 @@ class HFBackend(Backend):
             return self._max_length
         n = getattr(self.model.config, "max_position_embeddings", None) or 8192
         return int(min(n, 32768))
-
-    # --- text ------------------------------------------------------------------------
-    def render(self, prompt: Prompt) -> str:
-        tok = self.tokenizer
-        if getattr(tok, "chat_template", None):
-            text = tok.apply_chat_template(prompt.as_dicts(), tokenize=False, add_generation_prompt=True)
-        else:
-            text = "\n\n".join(c for _, c in prompt.messages) + "\n"
-        return text + prompt.assistant_prefix
-
-    def encode(self, prompt: Prompt) -> list[int]:
-        return HFBackend.encode_many(self, [prompt])[0]
-
-    def encode_many(self, prompts: Sequence[Prompt]) -> list[list[int]]:
-        """Token ids of each rendered prompt; a prompt already measured (``fit_prompt``) is not
-        tokenized again."""
-        if not prompts:
-            return []
-        return token_memo(self).lookup(list(prompts), lambda ps: self.tokenizer(
-            [self.render(p) for p in ps], add_special_tokens=False)["input_ids"])
-
-    def _tokenize_texts(self, texts: list[str]) -> list[list[int]]:
-        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-
-    def text_ids(self, text: str) -> list[int]:
-        """Token ids of a plain text (a passage, a query), tokenized once for counting and cutting."""
-        return token_memo(self).lookup([text], lambda ts: HFBackend._tokenize_texts(self, ts))[0]
-
-    def count_tokens(self, text: str) -> int:
-        return len(HFBackend.text_ids(self, text))
-
-    def truncate(self, text: str, max_tokens: int) -> str:
-        ids = HFBackend.text_ids(self, text)
-        if len(ids) <= max_tokens:
-            return text
-        return self.tokenizer.decode(ids[:max_tokens], skip_special_tokens=True)
-
-    def token_id(self, candidate: str) -> int:
-        if candidate not in self._cand_cache:
-            ids = self.tokenizer(candidate, add_special_tokens=False)["input_ids"]
-            if len(ids) != 1:
-                raise BackendError(f"{candidate!r} is {len(ids)} tokens for {self.model_id}; a candidate must be one token")
-            self._cand_cache[candidate] = ids[0]
-        return self._cand_cache[candidate]
 
     # --- scoring -----------------------------------------------------------------------
     def _head_fp32(self, h):
@@ -360,7 +318,7 @@ class HFBackend(Backend):
         if len(prompts) != len(continuations):
             raise BackendError(f"{len(prompts)} prompts but {len(continuations)} continuations")
         heads = self.encode_many(prompts)
-        tails = token_memo(self).lookup(list(continuations), self._tokenize_texts) if len(prompts) else []
+        tails = token_memo(self).lookup(list(continuations), self.tokenize_texts) if len(prompts) else []
         out: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(prompts)
         live = [i for i, t in enumerate(tails) if t]  # an empty continuation has no tokens to score
         for i in live:
@@ -468,17 +426,6 @@ class HFBackend(Backend):
                 pieces = self.tokenizer.convert_ids_to_tokens(toks)
                 results[idx[row // params.n]].append(Completion(text, tlps, pieces, finish))
         return results
-
-
-def _folder_digest(path: str) -> str:
-    import hashlib
-
-    h = hashlib.sha1()
-    for name in sorted(os.listdir(path)):
-        if name.endswith((".safetensors", ".bin", ".json")):
-            st = os.stat(os.path.join(path, name))
-            h.update(f"{name}:{st.st_size}:{int(st.st_mtime)}".encode())
-    return h.hexdigest()[:12]
 
 
 def _common_prefix_len(seqs: list[list[int]]) -> int:

@@ -24,11 +24,9 @@ token (4.0 by default; logged once, since truncation is then only approximate).
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 import threading
-import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +36,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from rankstack.rerankers.backends.base import Backend, BackendError, Completion, Prompt, SamplingParams
-from rankstack.rerankers.backends.hf import HFBackend
+from rankstack.rerankers.backends.server_tokens import ServerTokens
+from rankstack.rerankers.backends.text import TokenizerText
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ def _load_tokenizer(spec):
     return load_tokenizer(spec)
 
 
-class OpenAIBackend(Backend):
+class OpenAIBackend(TokenizerText, Backend):
     """A model behind an OpenAI-compatible HTTP API.
 
     ``model`` is the name the server knows the model by; ``base_url`` ends in ``/v1``
@@ -87,13 +86,12 @@ class OpenAIBackend(Backend):
         self.progress = progress
         self._context_length = context_length
         self._n_max = max_n  # samples per request the server takes (None: all n; learned on the first refusal)
-        self._tokenize_ok: bool | None = None if self.tokenizer is None else False
-        self._tokenize_route: tuple | None = None
         self._lock = threading.Lock()
         self.stats: Counter = Counter()
         self._checked: set[str] = set()
         self.client = openai.OpenAI(base_url=self.base_url, api_key=api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY",
                                     timeout=self.timeout, max_retries=self.max_retries)
+        self.server_tokens = ServerTokens(self._post, self.server_root, self.model_id, chars_per_token)
 
     # --- identity ------------------------------------------------------------------------
     @property
@@ -149,10 +147,7 @@ class OpenAIBackend(Backend):
             bar.close()
         return out
 
-    # --- prompts -------------------------------------------------------------------------
-    #: the chat template of the local tokenizer (or the messages joined as plain text), as the hf backend renders
-    render = HFBackend.render
-
+    # --- prompts (render: the local tokenizer's chat template, or the messages joined as plain text) ---
     def _request_for(self, prompt: Prompt, what: str) -> tuple[str, dict]:
         """``("chat", {"messages": ...})`` or ``("completions", {"prompt": text})`` for one prompt."""
         if self.local_template:
@@ -164,64 +159,18 @@ class OpenAIBackend(Backend):
                 f"{self.model_id}>') so the chat template is rendered locally and sent to /completions")
         return "chat", {"messages": prompt.as_dicts()}
 
-    # --- token budget --------------------------------------------------------------------
-    #: (path, body maker, detokenize path, detokenized text key): llama.cpp and vLLM, then llama-cpp-python
-    _TOKENIZE = (("/tokenize", lambda m, t: {"model": m, "content": t, "prompt": t, "add_special": False,
-                                             "add_special_tokens": False}, "/detokenize", ("content", "prompt")),
-                 ("/extras/tokenize", lambda m, t: {"model": m, "input": t}, "/extras/detokenize", ("text",)))
-
-    def _server_tokenize(self, text: str) -> list[int] | None:
-        """Token ids from the server's tokenize endpoint, or None when it has none (then the
-        approximation is used from then on)."""
-        import openai
-
-        if self._tokenize_ok is False:
-            return None
-        routes = self._TOKENIZE if self._tokenize_route is None else (self._tokenize_route,)
-        errors = []
-        for route in routes:
-            try:
-                out = self._call(self.client.post, f"POST {route[0]}", absent=True, path=self.server_root + route[0],
-                                 cast_to=object, body=route[1](self.model_id, text))
-                ids = [t["id"] if isinstance(t, dict) else int(t) for t in out["tokens"]]
-            except (openai.APIStatusError, KeyError, TypeError, ValueError) as e:
-                errors.append(f"{route[0]}: {e}")
-                continue
-            self._tokenize_ok, self._tokenize_route = True, route
-            return ids
-        if self._tokenize_ok:  # it worked before: a real failure
-            raise BackendError(f"tokenizing on {self.server_root} failed: {'; '.join(errors)}")
-        log.warning("%s has no usable tokenize endpoint (%s); token counts approximate %.1f characters per token",
-                    self.server_root, "; ".join(errors), self.chars_per_token)
-        self._tokenize_ok = False
-        return None
-
-    def _server_detokenize(self, ids: list[int]) -> str:
-        path, _, detok, keys = self._tokenize_route
-        out = self._call(self.client.post, f"POST {detok}", path=self.server_root + detok, cast_to=object,
-                         body={"model": self.model_id, "tokens": ids})
-        return next((out[k] for k in keys if k in out), "")
+    # --- token budget: the local tokenizer, else the server's (:mod:`.server_tokens`) -------------
+    def _post(self, route: str, body: dict, absent: bool = False):
+        return self._call(self.client.post, f"POST {route}", absent=absent, path=self.server_root + route,
+                          cast_to=object, body=body)
 
     def count_tokens(self, text: str) -> int:
-        if self.tokenizer is not None:
-            return HFBackend.count_tokens(self, text)
-        ids = self._server_tokenize(text)
-        if ids is not None:
-            return len(ids)
-        return math.ceil(len(text) / self.chars_per_token)
+        return super().count_tokens(text) if self.tokenizer is not None else self.server_tokens.count(text)
 
     def truncate(self, text: str, max_tokens: int) -> str:
         if self.tokenizer is not None:
-            return HFBackend.truncate(self, text, max_tokens)
-        ids = self._server_tokenize(text)
-        if ids is not None:
-            return text if len(ids) <= max_tokens else self._server_detokenize(ids[:max_tokens])
-        limit = int(max_tokens * self.chars_per_token)
-        if len(text) <= limit:
-            return text
-        cut = text[:limit]
-        space = cut.rfind(" ")
-        return cut[:space] if space > limit // 2 else cut
+            return super().truncate(text, max_tokens)
+        return self.server_tokens.truncate(text, max_tokens)
 
     @property
     def context_length(self) -> int:
@@ -332,7 +281,7 @@ class OpenAIBackend(Backend):
             if self.tokenizer is not None:
                 n = self.count_tokens(c)
             else:
-                ids = self._server_tokenize(c)
+                ids = self.server_tokens.ids(c)
                 if ids is None:
                     return
                 n = len(ids)

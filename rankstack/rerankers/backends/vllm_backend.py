@@ -51,9 +51,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rankstack.models import folder_digest
 from rankstack.rerankers.backends.base import (Backend, BackendError, Completion, Prompt, SamplingParams,
                                                tokens_for_text)
-from rankstack.rerankers.backends.hf import HFBackend, _folder_digest
+from rankstack.rerankers.backends.text import TokenizerText
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def merged_adapter_path(adapter: str) -> str:
     from rankstack.models import load_causal_lm
     from rankstack.paths import cache_root
 
-    dest = cache_root() / "models" / f"{Path(adapter).resolve().name}-merged-{_folder_digest(adapter)}"
+    dest = cache_root() / "models" / f"{Path(adapter).resolve().name}-merged-{folder_digest(adapter)}"
     if not (dest / "config.json").exists():
         log.info("merging LoRA adapter %s into its base once: %s", adapter, dest)
         model, tok = load_causal_lm(adapter, dtype=torch.bfloat16, device="cpu")  # peft merge_and_unload
@@ -125,7 +126,10 @@ def merged_adapter_path(adapter: str) -> str:
     return str(dest)
 
 
-class VLLMBackend(Backend):
+class VLLMBackend(TokenizerText, Backend):
+    """vLLM's offline engine in this process (a GPU); its tokenizer is a transformers tokenizer, so
+    prompts are rendered and counted as the hf backend does (:class:`TokenizerText`)."""
+
     name = "vllm"
     chunk_size = 0  # whole rounds: continuous batching wants every prompt at once
 
@@ -155,7 +159,7 @@ class VLLMBackend(Backend):
         self.lora_request = None
         digest = None
         if is_lora_adapter(model):
-            digest = _folder_digest(str(model))
+            digest = folder_digest(str(model))
             if lora == "merge":
                 path = merged_adapter_path(str(model))
             else:
@@ -169,7 +173,7 @@ class VLLMBackend(Backend):
         else:
             path = _model_path(str(model))
             if os.path.isdir(path):
-                digest = _folder_digest(path)
+                digest = folder_digest(path)
         self._numeric = {k: engine_kwargs[k] for k in NUMERIC_OPTIONS if k in engine_kwargs}
         self._digest = digest
         max_logprobs = {"full": -1, "token_ids": MAX_LOGPROB_TOKEN_IDS}.get(logprobs, max(self.top_logprobs, 20))
@@ -180,7 +184,6 @@ class VLLMBackend(Backend):
             kwargs["max_model_len"] = int(max_model_len)
         self.llm = vllm.LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
-        self._cand_cache: dict[str, int] = {}
 
     def fingerprint(self) -> str:
         mode = "exact" if self.logprob_mode in ("token_ids", "full") else f"top{self.top_logprobs}"
@@ -193,15 +196,6 @@ class VLLMBackend(Backend):
             return int(self.llm.llm_engine.model_config.max_model_len)
         except AttributeError:
             return 8192
-
-    # --- text: vLLM's tokenizer is a transformers tokenizer, handled as the hf backend does ---------
-    render = HFBackend.render
-    encode = HFBackend.encode
-    encode_many = HFBackend.encode_many
-    text_ids = HFBackend.text_ids
-    count_tokens = HFBackend.count_tokens
-    truncate = HFBackend.truncate
-    token_id = HFBackend.token_id
 
     def _run(self, prompts: Sequence[Prompt], sp) -> list:
         inputs = [{"prompt_token_ids": self.encode(p)} for p in prompts]
