@@ -13,10 +13,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--dataset", default="dl19")
     p.add_argument("--depth", type=int, default=20)
     p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--rerankers", default="dense:minilm-l6,pointwise,pointwise-qlm,first",
+    p.add_argument("--rerankers", default="dense:minilm-l6,student,pointwise,pointwise-qlm,first",
                    help="comma-separated registry names, NAME:MODEL for a reranker with its own model, "
-                        "pointwise-METHOD for a pointwise method (pointwise-qlm: query likelihood); each also "
-                        "shown fused with BM25, w=0.8 z-score; the others run --model")
+                        "pointwise-METHOD for a pointwise method (pointwise-qlm: query likelihood), student "
+                        "(the label-free cross-encoder the recipe trains on the dataset's corpus once, cached; "
+                        "student:DIR for your own); each also shown fused with BM25, w=0.8 z-score; the others "
+                        "run --model")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--queries-limit", type=int, default=None, help="only the first N judged queries (a quick look)")
     p.add_argument("--no-cache", action="store_true")
@@ -55,11 +57,16 @@ def cmd_demo(args) -> int:
     save("BM25", first)
     extra: dict[str, dict[str, str]] = {"BM25": {}}
     backend = None
+    notes: list[str] = []
     for spec in [n.strip() for n in args.rerankers.split(",") if n.strip()]:
         name, _, model = spec.partition(":")
         kind, _, method = name.partition("-") if name.startswith("pointwise-") else (name, "", "")
         opts = {"method": method} if method else {}
-        if model:
+        if name == "student":
+            model, note = _student(args, model)
+            notes.append(note)
+            rr = load_reranker("cross_encoder", model=model, cache=not args.no_cache, progress=True)
+        elif model:
             rr = load_reranker(kind, model=model, cache=not args.no_cache, progress=True, **opts)
         else:
             rr = load_reranker(kind, model=args.model, backend=backend or "hf",
@@ -82,9 +89,28 @@ def cmd_demo(args) -> int:
     print(f"dataset {args.dataset} ({len(queries)} judged queries), first stage: {source}, depth {args.depth}, "
           f"model {args.model}{f' ({dtype})' if dtype else ''}, {describe()}")
     print(format_table(per, baseline="BM25", extra=extra))
+    for note in notes:
+        print(note)
     if args.save_runs:
         print(f"runs written to {args.save_runs}/: {', '.join(save.files)}")
     return 0
+
+
+def _student(args, folder: str) -> tuple[str, str]:
+    """The demo's student (``folder``, or the label-free one trained once on the dataset's corpus and
+    cached) and the line that says how it was made."""
+    if folder:
+        return folder, f"student: {folder}"
+    from rankstack.training.demo_student import demo_student
+
+    path, summ = demo_student(args.dataset, threads=args.threads)
+    gen, flt, tr = summ.get("generation", {}), summ.get("filter", {}), summ.get("training", {})
+    cost = summ.get("wall_seconds_this_call")
+    return str(path), (f"student: MiniLM-L6 cross-encoder distilled label-free on the {args.dataset} corpus (no "
+                       f"{args.dataset} query or judgement): {gen.get('kept', '?')} queries written by SmolLM2 for "
+                       f"{gen.get('sampled', '?')} passages, {flt.get('kept', '?')} kept, teacher "
+                       f"{summ.get('config', {}).get('teacher')}, {tr.get('pairs_per_second', '?')} pairs/s"
+                       + (f"; made in {cost / 60:.1f} min" if cost else "") + f"; cached in {path.parent}")
 
 
 class _RunSaver:
