@@ -14,6 +14,8 @@ same corpus, encodes nothing). Fusion with the first stage and the progress bar 
 (``minilm-l6``). ``similarity="cosine"`` (default; embeddings L2-normalised) or ``"dot"``;
 ``query_prefix``/``doc_prefix`` for models trained with them (E5: ``"query: "``, ``"passage: "``).
 Passages are cut by the encoder at its ``max_seq_length`` (256 word pieces for MiniLM).
+``engine`` runs the encoder on ONNX Runtime or OpenVINO, fp32 or int8
+(:mod:`rankstack.rerankers.runtimes`: ``engine="onnx-int8"``, checked against torch on load).
 """
 
 from __future__ import annotations
@@ -42,12 +44,15 @@ class DenseReranker(Reranker):
 
     def __init__(self, model: str = "minilm-l6", *, similarity: str = "cosine", batch_size: int = 64,
                  device: str | None = None, query_prefix: str = "", doc_prefix: str = "",
-                 max_seq_length: int | None = None, encoder=None, **engine):
+                 max_seq_length: int | None = None, encoder=None, engine: str = "torch",
+                 engine_tolerance: float | None = None, engine_check: str = "refuse", **options):
         if similarity not in SIMILARITIES:
             raise RankstackError(f"dense: similarity must be one of {SIMILARITIES}, got {similarity!r}")
-        engine.setdefault("max_doc_tokens", None)  # the encoder truncates to its own max_seq_length
-        engine.setdefault("chunk_size", 256)
-        super().__init__(None, **engine)
+        options.setdefault("max_doc_tokens", None)  # the encoder truncates to its own max_seq_length
+        options.setdefault("chunk_size", 256)
+        super().__init__(None, **options)
+        from rankstack.models import weights_digest
+        from rankstack.rerankers.runtimes import check_engine, swap_engine
         from rankstack.retrieval.dense import load_encoder
 
         self.model_name = str(model)
@@ -57,16 +62,32 @@ class DenseReranker(Reranker):
         self.similarity = similarity
         self.batch_size = batch_size
         self.query_prefix, self.doc_prefix = query_prefix, doc_prefix
+        self.engine = check_engine(engine)
+        # the torch weights' digest, taken before an engine replaces them (torch: read live, training changes them)
+        self._weights = None if engine == "torch" else weights_digest(self.encoder)
+        self.engine_report = swap_engine(engine, lambda: self.encoder[0].model,
+                                         lambda m: setattr(self.encoder[0], "model", m), self._check_scores,
+                                         name=self.model_name, output="last_hidden_state",
+                                         tolerance=engine_tolerance, check=engine_check)
+
+    def _check_scores(self):
+        from rankstack.rerankers.runtimes import CHECK_PAIRS
+
+        q = self.execute([EmbedRequest(a, "query") for a, _ in CHECK_PAIRS])
+        p = self.execute([EmbedRequest(b, "passage") for _, b in CHECK_PAIRS])
+        return [float(np.dot(x, y)) for x, y in zip(q, p)]
 
     def params(self):
         from rankstack.models import weights_digest
 
         return {"model": self.model_name, "similarity": self.similarity, "query_prefix": self.query_prefix,
                 "doc_prefix": self.doc_prefix, "max_seq_length": getattr(self.encoder, "max_seq_length", None),
-                "weights": weights_digest(self.encoder)}
+                "weights": self._weights or weights_digest(self.encoder),
+                **({"engine": self.engine} if self.engine != "torch" else {})}
 
     def __repr__(self) -> str:
-        return f"DenseReranker({self.model_name!r}, similarity={self.similarity!r})"
+        eng = f", engine={self.engine!r}" if self.engine != "torch" else ""
+        return f"DenseReranker({self.model_name!r}, similarity={self.similarity!r}{eng})"
 
     def program(self, query: Query, docs: list[Doc], stats: Counter):
         vecs = yield [EmbedRequest(query.text, "query")] + [EmbedRequest(d.text, "passage") for d in docs]

@@ -233,6 +233,8 @@ class MVPReranker(Reranker):
     Options: ``model`` (an MVP folder, or a backbone for an untrained model), ``batch_size``
     (pairs per encoder batch, 32), ``device``, ``threads`` (torch CPU threads), ``seed`` (an
     untrained model's initialisation), ``model_obj`` (an in-memory model, e.g. during training),
+    ``engine`` (``torch``, ``onnx-int8``, ...: :mod:`rankstack.rerankers.runtimes`; the encoder's pass
+    runs there, the anchor module stays in torch), ``engine_tolerance``, ``engine_check``,
     and the engine's ``fusion``, ``cache``, ``chunk_size``, ``progress``. Passages are cut by the
     tokenizer at the model's ``max_length`` (query first, passage truncated).
     """
@@ -242,10 +244,14 @@ class MVPReranker(Reranker):
     uses_backend = False
 
     def __init__(self, model: str = "minilm-l6", *, batch_size: int = 32, device: str | None = None,
-                 threads: int | None = None, seed: int = 0, model_obj=None, **engine):
-        engine.setdefault("max_doc_tokens", None)
-        engine.setdefault("chunk_size", 256)
-        super().__init__(None, **engine)
+                 threads: int | None = None, seed: int = 0, model_obj=None, engine: str = "torch",
+                 engine_tolerance: float | None = None, engine_check: str = "refuse", **options):
+        from rankstack.models import weights_digest
+        from rankstack.rerankers.runtimes import check_engine, swap_engine
+
+        options.setdefault("max_doc_tokens", None)
+        options.setdefault("chunk_size", 256)
+        super().__init__(None, **options)
         if threads:
             torch.set_num_threads(int(threads))
         self.model_name = str(model)
@@ -255,12 +261,26 @@ class MVPReranker(Reranker):
                         self.model_name)
         self.batch_size = int(batch_size)
         self.device = next(self.model.parameters()).device
+        self.engine = check_engine(engine)
+        # the torch weights' digest, taken before an engine replaces them (torch: read live, training changes them)
+        self._weights = None if engine == "torch" else weights_digest(self.model.encoder)
+        self.engine_report = swap_engine(engine, lambda: self.model.encoder, lambda m: setattr(self.model, "encoder", m),
+                                         self._check_scores, name=self.model_name, output="last_hidden_state",
+                                         tolerance=engine_tolerance, check=engine_check)
+
+    def _check_scores(self):
+        from rankstack.rerankers.runtimes import CHECK_PAIRS
+
+        views = self.execute([ViewRequest(q, p) for q, p in CHECK_PAIRS])
+        return self.score_views(np.stack(views))
 
     def params(self):
         from rankstack.models import weights_digest
 
         return {"model": self.model_name, "views": self.model.config.views, "max_length": self.model.config.max_length,
-                "weights": weights_digest(self.model.encoder), "anchor": weights_digest(self.model.anchor, values=None)}
+                "weights": self._weights or weights_digest(self.model.encoder),
+                "anchor": weights_digest(self.model.anchor, values=None),
+                **({"engine": self.engine} if self.engine != "torch" else {})}
 
     def __repr__(self) -> str:
         return f"MVPReranker({self.model_name!r}, views={self.model.config.views})"
