@@ -167,8 +167,13 @@ class Reranker:
 
     def __init__(self, backend: Backend | None = None, *, max_doc_tokens: int | None = 512,
                  fusion: Fusion | float | None = None, cache: bool | str | ScoreCache | None = True,
-                 chunk_size: int | None = None, progress: bool = True):
+                 chunk_size: int | None = None, progress: bool = True, chunk_tokens: int | None = None,
+                 chunk_stride: int | None = None, aggregate: str = "max"):
+        from rankstack.rerankers.chunking import Chunking
+
         self.backend = backend
+        # long documents (rankstack.rerankers.chunking): None = each passage cut at the model's cap, counted
+        self.chunking = Chunking.make(chunk_tokens, chunk_stride, aggregate)
         self.max_doc_tokens = max_doc_tokens
         self.fusion = Fusion(fusion) if isinstance(fusion, (int, float)) and not isinstance(fusion, bool) else fusion
         if cache is True:
@@ -209,12 +214,26 @@ class Reranker:
                  "backend": self.backend.fingerprint() if self.backend else None, "params": self.params()}
         if self.model_template is not None:
             ident["template"] = self.model_template.id
+        if self.chunking is not None:
+            ident["chunking"] = asdict(self.chunking)
         return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.backend.fingerprint() if self.backend else ''}, {self.params()})"
 
     # --- document preparation ------------------------------------------------------------------
+    #: how long documents are chunked: "aggregate" (every chunk scored, scores combined: pointwise-style
+    #: rerankers) or "best_chunk" (a document enters as its best chunk: listwise-style)
+    chunk_mode = "best_chunk"
+
+    def chunk_tokenizer(self):
+        """The tokenizer chunks are counted in (None: whitespace words)."""
+        return getattr(self.backend, "tokenizer", None)
+
+    def passage_budget(self, query: Query) -> int | None:
+        """Tokens of a passage the model reads whole after :meth:`prepare_doc` (None: no limit besides it)."""
+        return None
+
     def prepare_doc(self, doc: Doc) -> Doc:
         """Cut the passage to ``max_doc_tokens`` (the query is never cut)."""
         text = doc.full_text
@@ -335,10 +354,12 @@ class Reranker:
     # --- engine ----------------------------------------------------------------------------------
     def _rerank_many(self, queries: dict[str, Query], docs: dict[str, list[Doc]],
                      firsts: dict[str, Ranking]) -> dict[str, Ranking]:
+        from rankstack.rerankers.chunking import query_program
+
         stats: Counter = Counter(requests=0, cache_hits=0, model_requests=0)  # always reported, even when 0
-        prepared = {qid: [self.prepare_doc(d) for d in ds] for qid, ds in docs.items()}
-        programs = {qid: self.program(queries[qid], prepared[qid], stats) for qid in queries if prepared[qid]}
-        results = {qid: Ranking(qid, []) for qid in queries if not prepared[qid]}
+        # per query: documents cut or chunked (counted), the paradigm's program, chunk scores aggregated
+        programs = {qid: query_program(self, queries[qid], docs[qid], stats) for qid in queries if docs[qid]}
+        results = {qid: Ranking(qid, []) for qid in queries if not docs[qid]}
         results.update(self._drive(programs, stats, queries))
         if self.fusion is not None:
             from rankstack.retrieval.fusion import interpolate_rankings

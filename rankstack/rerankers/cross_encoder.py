@@ -56,6 +56,16 @@ class CrossEncoderReranker(Reranker):
                                          self._check_scores, name=self.model_name, output="logits",
                                          tolerance=engine_tolerance, check=engine_check)
 
+    chunk_mode = "aggregate"
+
+    def chunk_tokenizer(self):
+        return self.model.tokenizer
+
+    def passage_budget(self, query):
+        if not self.max_length:
+            return None
+        return self.max_length - 3 - len(self.model.tokenizer(query.text, add_special_tokens=False)["input_ids"])
+
     def _check_scores(self):
         from rankstack.rerankers.runtimes import CHECK_PAIRS
 

@@ -70,6 +70,15 @@ class DenseReranker(Reranker):
                                          name=self.model_name, output="last_hidden_state",
                                          tolerance=engine_tolerance, check=engine_check)
 
+    chunk_mode = "aggregate"
+
+    def chunk_tokenizer(self):
+        return self.encoder.tokenizer
+
+    def passage_budget(self, query):
+        cap = getattr(self.encoder, "max_seq_length", None)
+        return None if cap is None else cap - 2  # [CLS] and [SEP]
+
     def _check_scores(self):
         from rankstack.rerankers.runtimes import CHECK_PAIRS
 

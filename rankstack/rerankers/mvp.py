@@ -268,6 +268,19 @@ class MVPReranker(Reranker):
                                          self._check_scores, name=self.model_name, output="last_hidden_state",
                                          tolerance=engine_tolerance, check=engine_check)
 
+    chunk_mode = "aggregate"
+
+    def chunk_tokenizer(self):
+        return self.model.tokenizer
+
+    def passage_budget(self, query):
+        """What :meth:`MVPModel.tokenize` leaves the passage: max_length less the specials, views,
+        ``Query: q`` and ``Context:``."""
+        tok = self.model.tokenizer
+        used = len(tok(f"Query: {query.text}", add_special_tokens=False)["input_ids"]) + len(
+            tok("Context:", add_special_tokens=False)["input_ids"])
+        return self.model.config.max_length - 3 - self.model.config.views - used
+
     def _check_scores(self):
         from rankstack.rerankers.runtimes import CHECK_PAIRS
 

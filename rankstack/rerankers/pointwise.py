@@ -107,11 +107,13 @@ class PointwiseReranker(Reranker):
     model is known, ``"none"`` = rankstack's prompts; or a :class:`PromptTemplate` replacing the
     method's), ``yes_forms``/``no_forms``, ``ten`` and
     ``ten_threshold`` (score10), ``temperature``/``max_new_tokens``/``n``/``seed`` (erank), and the
-    engine's ``max_doc_tokens``, ``fusion``, ``cache``, ``chunk_size``, ``progress``.
+    engine's ``max_doc_tokens``, ``fusion``, ``cache``, ``chunk_size``, ``progress``, and
+    ``chunk_tokens``/``chunk_stride``/``aggregate`` for long documents (:mod:`rankstack.rerankers.chunking`).
     """
 
     name = "pointwise"
     prompt_version = "1"
+    chunk_mode = "aggregate"  # long documents: every chunk scored, scores aggregated (max = MaxP)
 
     def __init__(self, backend=None, method: str | None = None, *, instruction: str | None = None,
                  system: str | None = None, template: PromptTemplate | str | None = None,
