@@ -214,9 +214,14 @@ class Reranker:
                  "backend": self.backend.fingerprint() if self.backend else None, "params": self.params()}
         if self.model_template is not None:
             ident["template"] = self.model_template.id
-        if self.chunking is not None:
-            ident["chunking"] = asdict(self.chunking)
         return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+    def run_identity(self) -> str:
+        """What a resumed run file must have been made by: the fingerprint (which keys the cache: a chunk's
+        answer does not depend on how chunk scores are combined) plus the chunking."""
+        if self.chunking is None:
+            return self.fingerprint()
+        return self.fingerprint() + ":" + hashlib.sha256(json.dumps(asdict(self.chunking)).encode()).hexdigest()[:8]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.backend.fingerprint() if self.backend else ''}, {self.params()})"
@@ -306,6 +311,8 @@ class Reranker:
     def describe_run(self, depth: int) -> dict:
         """What a run's metadata says about how it was made: reranker, fingerprint, depth, template."""
         md = {"reranker": repr(self), "fingerprint": self.fingerprint(), "depth": depth}
+        if self.chunking is not None:
+            md["chunking"] = asdict(self.chunking)
         if self.model_template is not None:
             md["template"] = self.model_template.id
         return md
@@ -324,7 +331,7 @@ class Reranker:
             raise RankstackError(f"depth must be > 0, got {depth}")
         job = RerankJob(RunSource(run), queries, corpus, depth, block_queries or default_block_queries(depth),
                         reranker=self, progress=self.progress)
-        summary = rerank_to_file(job, out, identity=self.fingerprint(), tag=name or self.name.replace(" ", "_"),
+        summary = rerank_to_file(job, out, identity=self.run_identity(), tag=name or self.name.replace(" ", "_"),
                                  engine=engine, resume=resume)
         self.last_stats = Counter({k: v for k, v in summary.items() if k not in ("queries", "docs")})
         return {**self.describe_run(depth), **summary}

@@ -164,9 +164,15 @@ def run_metadata(built, metadata: dict, **extra) -> dict:
     (``built``: the reranker object; None when built elsewhere, e.g. on Ray workers)."""
     from rankstack import __version__
 
+    from dataclasses import asdict
+
     backend = getattr(built, "backend", None)
     model = getattr(backend, "model_id", None) or getattr(built, "model_name", None)
-    return {**metadata, "model": model, "rankstack": __version__, **extra}
+    chunking = getattr(built, "chunking", None)
+    more = {"chunking": asdict(chunking)} if chunking is not None else {}
+    if getattr(built, "engine_report", None) and built.engine_report.get("engine", "torch") != "torch":
+        more["engine"] = built.engine_report
+    return {**metadata, "model": model, "rankstack": __version__, **more, **extra}
 
 
 def cmd_rerank(args) -> int:
@@ -204,7 +210,7 @@ def cmd_rerank(args) -> int:
                            gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker)
     else:
         reranker = reranker_from_args(args)
-        factory, engine, described, identity = None, None, repr(reranker), reranker.fingerprint()
+        factory, engine, described, identity = None, None, repr(reranker), reranker.run_identity()
     job = RerankJob(source, queries, corpus, args.depth, block, reranker=reranker, factory=factory,
                     progress=not args.no_progress)
     md = rerank_to_file(job, args.out, identity=identity, tag=tag, engine=engine, resume=not args.no_resume)
