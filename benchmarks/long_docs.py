@@ -68,7 +68,7 @@ def main() -> int:
     ap.add_argument("--rerankers", default="dense,qlm,cross-encoder")
     ap.add_argument("--cross-encoder", default=None, help="a trained cross-encoder folder (default: minilm-l6 "
                                                           "with a seeded random head: its nDCG is a random ranking's)")
-    ap.add_argument("--short-depth", type=int, default=100, help="the short-passage check: dense on DL19 top-N")
+    ap.add_argument("--short-depth", type=int, default=100, help="the short-passage check: dense on DL19 top-N (0: skip)")
     args = ap.parse_args()
 
     import torch
@@ -109,7 +109,8 @@ def main() -> int:
     print(f"{'setting':<28}" + "".join(f"{n:>15}" for n in names))
     for label, row in table.items():
         print(f"{label:<28}" + "".join(f"{row[n]:>15.4f}" for n in names))
-    short_check(args, ds, evaluate, load_reranker)
+    if args.short_depth:
+        short_check(args, ds, evaluate, load_reranker)
     footer()
     return 0
 
