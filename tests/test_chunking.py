@@ -115,3 +115,34 @@ def test_bad_chunk_options_are_clear_errors():
         Chunking.make(None, 8)
     assert Chunking.make(64) == Chunking(64, 32, "max")
     assert aggregate([1.0, 3.0, 2.0], "max") == 3.0
+
+
+def test_the_first_stage_indexes_passages_and_scores_documents_by_their_best(tmp_path):
+    from rankstack.retrieval.base import read_manifest
+    from rankstack.retrieval.bm25 import BM25Retriever
+    from rankstack.retrieval.chunked import ChunkedRetriever, wrap_if_chunked
+    from rankstack.retrieval.registry import load_retriever
+
+    filler = " ".join(f"word{i}" for i in range(60))
+    docs = [Doc("long", filler + " lobster roll sandwich " + filler), Doc("short", "a lobster"),
+            Doc("other", "rates rose on monday")]
+    r = ChunkedRetriever.from_corpus(docs, Chunking(20, 10),
+                                     lambda ds: BM25Retriever.from_corpus(ds, show_progress=False))
+    assert r.docs_chunked == 1 and len(r) > 3
+    run = r.retrieve({"q": QUERY}, k=2)
+    assert run["q"].docids == ["long", "short"]  # the passage holding "lobster roll" wins; whole, it would be diluted
+    assert run.metadata["docs_chunked"] == 1 and run.metadata["chunking"]["tokens"] == 20
+    r.save(tmp_path / "idx")
+    again = wrap_if_chunked(load_retriever(tmp_path / "idx"), read_manifest(tmp_path / "idx"))
+    assert again.retrieve({"q": QUERY}, k=2) == run
+
+
+def test_service_caps_map_onto_the_rerankers_chunking(dense):
+    from rankstack.rerankers.chunking import service_texts
+
+    long_text = "The central bank raised rates again on Monday. " * 40
+    texts, cut = service_texts(dense, QUERY, [long_text, "short"], max_tokens_per_doc=16)
+    assert cut == 1 and len(dense.encoder.tokenizer(texts[0], add_special_tokens=False)["input_ids"]) == 16
+    assert service_texts(dense, QUERY, [long_text], truncate=False) == ([long_text], 0)  # whole: chunking decides
+    cut_to_budget, n = service_texts(dense, QUERY, [long_text], truncate=True)  # what MiniLM reads in one pass
+    assert n == 1 and len(dense.encoder.tokenizer(cut_to_budget[0], add_special_tokens=False)["input_ids"]) == 254

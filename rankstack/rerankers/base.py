@@ -172,7 +172,6 @@ class Reranker:
         from rankstack.rerankers.chunking import Chunking
 
         self.backend = backend
-        # long documents (rankstack.rerankers.chunking): None = each passage cut at the model's cap, counted
         self.chunking = Chunking.make(chunk_tokens, chunk_stride, aggregate)
         self.max_doc_tokens = max_doc_tokens
         self.fusion = Fusion(fusion) if isinstance(fusion, (int, float)) and not isinstance(fusion, bool) else fusion
@@ -216,29 +215,10 @@ class Reranker:
             ident["template"] = self.model_template.id
         return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
-    def run_identity(self) -> str:
-        """What a resumed run file must have been made by: the fingerprint (which keys the cache: a chunk's
-        answer does not depend on how chunk scores are combined) plus the chunking."""
-        if self.chunking is None:
-            return self.fingerprint()
-        return self.fingerprint() + ":" + hashlib.sha256(json.dumps(asdict(self.chunking)).encode()).hexdigest()[:8]
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.backend.fingerprint() if self.backend else ''}, {self.params()})"
 
     # --- document preparation ------------------------------------------------------------------
-    #: how long documents are chunked: "aggregate" (every chunk scored, scores combined: pointwise-style
-    #: rerankers) or "best_chunk" (a document enters as its best chunk: listwise-style)
-    chunk_mode = "best_chunk"
-
-    def chunk_tokenizer(self):
-        """The tokenizer chunks are counted in (None: whitespace words)."""
-        return getattr(self.backend, "tokenizer", None)
-
-    def passage_budget(self, query: Query) -> int | None:
-        """Tokens of a passage the model reads whole after :meth:`prepare_doc` (None: no limit besides it)."""
-        return None
-
     def prepare_doc(self, doc: Doc) -> Doc:
         """Cut the passage to ``max_doc_tokens`` (the query is never cut)."""
         text = doc.full_text
@@ -331,7 +311,9 @@ class Reranker:
             raise RankstackError(f"depth must be > 0, got {depth}")
         job = RerankJob(RunSource(run), queries, corpus, depth, block_queries or default_block_queries(depth),
                         reranker=self, progress=self.progress)
-        summary = rerank_to_file(job, out, identity=self.run_identity(), tag=name or self.name.replace(" ", "_"),
+        from rankstack.rerankers.chunking import run_identity
+
+        summary = rerank_to_file(job, out, identity=run_identity(self), tag=name or self.name.replace(" ", "_"),
                                  engine=engine, resume=resume)
         self.last_stats = Counter({k: v for k, v in summary.items() if k not in ("queries", "docs")})
         return {**self.describe_run(depth), **summary}
@@ -364,7 +346,6 @@ class Reranker:
         from rankstack.rerankers.chunking import query_program
 
         stats: Counter = Counter(requests=0, cache_hits=0, model_requests=0)  # always reported, even when 0
-        # per query: documents cut or chunked (counted), the paradigm's program, chunk scores aggregated
         programs = {qid: query_program(self, queries[qid], docs[qid], stats) for qid in queries if docs[qid]}
         results = {qid: Ranking(qid, []) for qid in queries if not docs[qid]}
         results.update(self._drive(programs, stats, queries))

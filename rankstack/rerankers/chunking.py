@@ -31,85 +31,42 @@ chunking, by ``max_doc_tokens`` or by the encoder's own length limit) and ``chun
 
 from __future__ import annotations
 
-import re
+import hashlib
+import json
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict
 
 import numpy as np
 
+from rankstack.data.passages import (AGGREGATES, SEP, Chunking, aggregate, count_tokens, split_doc, split_text,
+                                     token_spans)
 from rankstack.errors import RankstackError
 from rankstack.types import Doc, Query, Ranking
 
-AGGREGATES = ("max", "first", "mean", "sum")
-_SEP = "\x1f"  # chunk docid = docid + _SEP + index (docids never hold control characters)
-_WORD = re.compile(r"\S+")
+__all__ = ["AGGREGATES", "Chunking", "aggregate", "best_chunks", "count_tokens", "cut_text", "query_program",
+           "run_identity", "service_texts", "split_doc", "split_text", "token_spans"]
 
 
-@dataclass(frozen=True)
-class Chunking:
-    """``tokens`` per chunk, a new chunk every ``stride`` tokens, chunk scores combined by ``aggregate``."""
-
-    tokens: int
-    stride: int
-    aggregate: str = "max"
-
-    @classmethod
-    def make(cls, tokens: int | None, stride: int | None = None, aggregate: str = "max") -> Chunking | None:
-        """None without ``tokens``; a clear error for a bad value."""
-        if aggregate not in AGGREGATES:
-            raise RankstackError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {aggregate!r}")
-        if tokens is None:
-            if stride is not None:
-                raise RankstackError("chunk_stride needs chunk_tokens")
-            return None
-        tokens = int(tokens)
-        stride = max(1, tokens // 2) if stride is None else int(stride)
-        if tokens < 1:
-            raise RankstackError(f"chunk_tokens must be >= 1, got {tokens}")
-        if not 1 <= stride <= tokens:
-            raise RankstackError(f"chunk_stride must be in 1..chunk_tokens ({tokens}), got {stride}")
-        return cls(tokens, stride, aggregate)
+# --- what a reranker says about its passages (defaults for those that say nothing) ---------------
+def tokenizer_of(rr):
+    """The tokenizer chunks are counted in: the reranker's ``chunk_tokenizer()``, else its backend's (None: words)."""
+    own = getattr(rr, "chunk_tokenizer", None)
+    return own() if own else getattr(getattr(rr, "backend", None), "tokenizer", None)
 
 
-def token_spans(tokenizer, text: str) -> list[tuple[int, int]]:
-    """Character spans of ``text``'s tokens: the tokenizer's offsets (a fast tokenizer), else whitespace words."""
-    if tokenizer is not None and getattr(tokenizer, "is_fast", False):
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False)
-        return [(a, b) for a, b in enc["offset_mapping"] if b > a]
-    return [m.span() for m in _WORD.finditer(text)]
+def budget_of(rr, query: Query) -> int | None:
+    """Tokens of a passage the model reads whole after ``prepare_doc``: ``passage_budget(query)`` of an
+    encoder reranker (its own length limit); None for the others (``prepare_doc``'s cut is seen directly)."""
+    own = getattr(rr, "passage_budget", None)
+    return own(query) if own else None
 
 
-def count_tokens(tokenizer, texts: Sequence[str]) -> list[int]:
-    if tokenizer is None:
-        return [len(_WORD.findall(t)) for t in texts]
-    enc = tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)
-    return [len(ids) for ids in enc["input_ids"]]
-
-
-def split_text(text: str, spans: list[tuple[int, int]], tokens: int, stride: int) -> list[str]:
-    """Windows of ``tokens`` tokens every ``stride`` tokens; the last one ends at the end of ``text``."""
-    n = len(spans)
-    if n <= tokens:
-        return [text]
-    starts = list(range(0, n - tokens, stride)) + [n - tokens]
-    return [text[spans[s][0]: spans[s + tokens - 1][1]] for s in starts]
-
-
-def split_doc(doc: Doc, tokenizer, chunking: Chunking) -> list[str]:
-    """The chunks of ``doc`` (its title in front of each); one chunk when it fits."""
-    parts = split_text(doc.text, token_spans(tokenizer, doc.text), chunking.tokens, chunking.stride)
-    return [f"{doc.title}\n{p}" if doc.title else p for p in parts]
-
-
-def aggregate(scores: Sequence[float], how: str) -> float:
-    if how == "max":
-        return float(max(scores))
-    if how == "first":
-        return float(scores[0])
-    if how == "mean":
-        return float(np.mean(scores))
-    return float(np.sum(scores))
+def run_identity(rr) -> str:
+    """What a resumed run file must have been made by: the fingerprint (which keys the cache: a chunk's
+    answer does not depend on how chunk scores are combined) plus the chunking."""
+    if rr.chunking is None:
+        return rr.fingerprint()
+    return rr.fingerprint() + ":" + hashlib.sha256(json.dumps(asdict(rr.chunking)).encode()).hexdigest()[:8]
 
 
 # --- what the engine runs for one query -------------------------------------------------------
@@ -121,7 +78,7 @@ def query_program(rr, query: Query, docs: list[Doc], stats: Counter):
         prepared = [rr.prepare_doc(d) for d in docs]
         _count_cut(rr, query, docs, prepared, stats, "docs_truncated")
         return rr.program(query, prepared, stats)
-    tok = rr.chunk_tokenizer()
+    tok = tokenizer_of(rr)
     pieces = [split_doc(d, tok, ch) for d in docs]
     stats["docs_chunked"] += sum(len(p) > 1 for p in pieces)
     if getattr(rr, "chunk_mode", "best_chunk") == "aggregate":
@@ -136,7 +93,7 @@ def query_program(rr, query: Query, docs: list[Doc], stats: Counter):
 
 def _aggregated(rr, query: Query, docs: list[Doc], pieces: list[list[str]], stats: Counter):
     how = rr.chunking.aggregate
-    chunk_docs = [Doc(f"{d.docid}{_SEP}{i}", t) for d, ps in zip(docs, pieces)
+    chunk_docs = [Doc(f"{d.docid}{SEP}{i}", t) for d, ps in zip(docs, pieces)
                   for i, t in enumerate(ps[:1] if how == "first" else ps)]
     stats["chunks"] += len(chunk_docs)
     prepared = [rr.prepare_doc(d) for d in chunk_docs]
@@ -144,7 +101,7 @@ def _aggregated(rr, query: Query, docs: list[Doc], pieces: list[list[str]], stat
     ranking = yield from rr.program(query, prepared, stats)
     per_doc: dict[str, list[tuple[int, float]]] = {}
     for sd in ranking.docs:
-        docid, _, idx = sd.docid.rpartition(_SEP)
+        docid, _, idx = sd.docid.rpartition(SEP)
         per_doc.setdefault(docid, []).append((int(idx), sd.score))
     scores = []
     for d in docs:
@@ -159,10 +116,10 @@ def _count_cut(rr, query: Query, given: list[Doc], prepared: list[Doc], stats: C
     """Count passages the model does not read whole: cut by ``prepare_doc``, or longer than the
     reranker's ``passage_budget`` (an encoder's own limit)."""
     cut = [p.text != g.full_text for g, p in zip(given, prepared)]
-    budget = rr.passage_budget(query)
+    budget = budget_of(rr, query)
     if budget is not None:
         rest = [i for i, c in enumerate(cut) if not c]
-        lengths = count_tokens(rr.chunk_tokenizer(), [prepared[i].text for i in rest]) if rest else []
+        lengths = count_tokens(tokenizer_of(rr), [prepared[i].text for i in rest]) if rest else []
         for i, n in zip(rest, lengths):
             cut[i] = n > budget
     n_cut = sum(cut)
@@ -189,3 +146,35 @@ def best_chunks(query: str, pieces: list[list[str]]) -> list[int]:
         out.append(int(np.argmax(row)) if row.size and row.max() > 0 else 0)
         pos += len(p)
     return out
+
+
+# --- the service's per-document caps -----------------------------------------------------------
+def cut_text(tokenizer, text: str, tokens: int) -> str:
+    """``text`` up to the end of its ``tokens``-th token (cut at an offset: nothing decoded back)."""
+    spans = token_spans(tokenizer, text)
+    return text if len(spans) <= tokens else text[: spans[tokens - 1][1]]
+
+
+def service_texts(rr, query: str, texts: list[str], max_tokens_per_doc: int | None = None,
+                  truncate: bool | None = None) -> tuple[list[str], int]:
+    """What a rerank request's per-document cap means for ``rr`` (the server's reranker): the texts to
+    rank and how many were cut.
+
+    - Cohere ``max_tokens_per_doc=N``: every document is cut to its first N tokens, as Cohere documents
+      it; what remains is then chunked if the server runs with ``--chunk-tokens``, else cut at the
+      model's own cap (and counted as truncated by the engine).
+    - TEI ``truncate=true``: cut to what the model reads in one pass (``--chunk-tokens`` when
+      chunking, else the model's passage budget): no chunks. ``truncate=false``/absent: documents
+      go whole, chunked when the server chunks (TEI would refuse a too-long input; a chunking server
+      scores it).
+    """
+    tok = tokenizer_of(rr)
+    cap = max_tokens_per_doc
+    if truncate:
+        budget = rr.chunking.tokens if rr.chunking is not None else (
+            budget_of(rr, Query("q", query)) or getattr(rr, "max_doc_tokens", None))
+        cap = budget if cap is None or budget is None else min(cap, budget)
+    if cap is None:
+        return list(texts), 0
+    out = [cut_text(tok, t, cap) for t in texts]
+    return out, sum(a != b for a, b in zip(out, texts))

@@ -184,6 +184,7 @@ def cmd_rerank(args) -> int:
     from rankstack.data.trec import read_run, write_run_metadata
     from rankstack.errors import RankstackError
     from rankstack.rerankers import load_reranker
+    from rankstack.rerankers.chunking import run_identity
     from rankstack.rerankers.registry import reranker_class
     from rankstack.rerankers.stream import RerankJob, RunSource, default_block_queries, rerank_to_file
 
@@ -210,7 +211,7 @@ def cmd_rerank(args) -> int:
                            gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker)
     else:
         reranker = reranker_from_args(args)
-        factory, engine, described, identity = None, None, repr(reranker), reranker.run_identity()
+        factory, engine, described, identity = None, None, repr(reranker), run_identity(reranker)
     job = RerankJob(source, queries, corpus, args.depth, block, reranker=reranker, factory=factory,
                     progress=not args.no_progress)
     md = rerank_to_file(job, args.out, identity=identity, tag=tag, engine=engine, resume=not args.no_resume)

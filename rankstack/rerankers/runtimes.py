@@ -72,6 +72,8 @@ CHECK_PAIRS = (
     ("who wrote pride and prejudice", "Pride and Prejudice is an 1813 novel by Jane Austen."),
     ("who wrote pride and prejudice", "Mount Everest is the highest mountain above sea level."),
 )
+#: bump when an export's recipe changes (opset, quantization settings): old exports are then not reused
+EXPORT_VERSION = 2
 _CPU_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "avx512_bf16", "amx_bf16", "asimd",
               "asimddp", "i8mm")
 
@@ -96,7 +98,7 @@ def cpu_key(engine: str) -> str:
     flags = sorted(f for f in _CPU_FLAGS if f in cpu_flags())
     runtime = "onnxruntime" if engine.startswith("onnx") else "openvino"
     version = importlib.import_module(runtime).__version__
-    return hashlib.sha1(json.dumps([flags, runtime, version]).encode()).hexdigest()[:10]
+    return hashlib.sha1(json.dumps([flags, runtime, version, EXPORT_VERSION]).encode()).hexdigest()[:10]
 
 
 def full_digest(module: torch.nn.Module) -> str:
@@ -159,13 +161,15 @@ def _vnni() -> bool:
 
 
 def quantize_onnx(src: Path, dst: Path) -> Path:
-    """ONNX Runtime's dynamic int8 quantization (int8 weights per channel, uint8 activations per batch).
+    """ONNX Runtime's dynamic int8 quantization of the MatMuls (int8 weights per channel, uint8 activations
+    per batch; the embedding tables stay fp32: quantizing them saves no time and costs agreement).
     Without VNNI the u8s8 kernels (VPMADDUBSW) can saturate: weights then use 7 bits (``reduce_range``),
     as ONNX Runtime's documentation advises and optimum's ``avx2`` configuration does."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     tmp = dst.with_name(dst.name + f".tmp{os.getpid()}")
-    quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=True, reduce_range=not _vnni())
+    quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=True, reduce_range=not _vnni(),
+                     op_types_to_quantize=["MatMul"])
     tmp.replace(dst)
     return dst
 
@@ -265,7 +269,7 @@ def build(model, engine: str, *, name: str, output: str, calibration: list[dict]
         return Bf16Model(model), None
     names = input_names(model)
     root = export_dir(model, name, engine)
-    fp32 = root.parent / "fp32.onnx"
+    fp32 = root.parent / f"fp32-v{EXPORT_VERSION}.onnx"
     target = {"onnx": fp32, "onnx-int8": root / "model_int8.onnx", "openvino": root / "openvino.xml",
               "openvino-int8": root / "openvino_int8.xml"}[engine]
     status = "cached" if target.exists() else "created"
