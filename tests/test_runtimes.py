@@ -73,9 +73,27 @@ def test_past_the_tolerance_it_refuses_or_warns(int8, caplog):
     assert "over engine_tolerance" in caplog.text and rr.engine_report["rel_diff"] > 1e-9
 
 
-def test_the_cross_encoder_exports_its_logits(export_cache):
-    torch_ce = load_reranker("cross_encoder", model="minilm-l6", cache=False, progress=False)
-    onnx_ce = load_reranker("cross_encoder", model="minilm-l6", engine="onnx", cache=False, progress=False)
+@pytest.fixture(scope="module")
+def tiny_cross_encoder(tmp_path_factory):
+    """A tiny config-built BERT with a score head and MiniLM's tokenizer, saved as a model folder."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from rankstack.models import ALIASES
+
+    tok = AutoTokenizer.from_pretrained(ALIASES["minilm-l6"]())
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, num_labels=1)
+    folder = tmp_path_factory.mktemp("tiny-ce")
+    BertForSequenceClassification(cfg).eval().save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+def test_the_cross_encoder_exports_its_logits(export_cache, tiny_cross_encoder):
+    torch_ce = load_reranker("cross_encoder", model=tiny_cross_encoder, cache=False, progress=False)
+    onnx_ce = load_reranker("cross_encoder", model=tiny_cross_encoder, engine="onnx", cache=False, progress=False)
     pairs = ["a lobster roll is a sandwich", "the bank raised rates", "maine lobster on a bun"]
     a, b = torch_ce.rerank("lobster roll", pairs).scores(), onnx_ce.rerank("lobster roll", pairs).scores()
     assert np.allclose([a[k] for k in a], [b[k] for k in a], atol=1e-4)
