@@ -20,12 +20,13 @@ from collections.abc import Sequence
 
 from rankstack.errors import RankstackError
 from rankstack.rerankers.base import PairRequest, Reranker
+from rankstack.rerankers.runtimes import EncoderEngine
 from rankstack.types import Doc, Query, Ranking
 
 log = logging.getLogger(__name__)
 
 
-class CrossEncoderReranker(Reranker):
+class CrossEncoderReranker(EncoderEngine, Reranker):
     """Score = the CrossEncoder's raw output for (query, passage) (no activation, so logits rank
     the same as probabilities and keep their resolution). The CrossEncoder truncates each pair
     to ``max_length`` tokens; ``max_doc_tokens`` does not apply."""
@@ -38,8 +39,6 @@ class CrossEncoderReranker(Reranker):
                  max_length: int | None = 512, device: str | None = None, num_labels: int | None = 1,
                  seed: int = 0, model_obj=None, engine: str = "torch", engine_tolerance: float | None = None,
                  engine_check: str = "refuse", **options):
-        from rankstack.rerankers.runtimes import check_engine, swap_engine
-
         options.setdefault("max_doc_tokens", None)
         super().__init__(None, **options)
         self.model_name = str(model)
@@ -49,14 +48,8 @@ class CrossEncoderReranker(Reranker):
                                                                          num_labels, seed)
         if getattr(self.model, "num_labels", 1) != 1:
             raise RankstackError(f"cross_encoder: {model} has {self.model.num_labels} labels; a reranker needs 1")
-        self.engine = check_engine(engine)
-        # the torch weights' digest, taken before an engine replaces them (torch: read live, training changes them)
-        self._weights = None if engine == "torch" else self._weights_id()
-        self.engine_report = swap_engine(engine, lambda: self.model[0].model, lambda m: setattr(self.model[0], "model", m),
-                                         self._check_scores, name=self.model_name, output="logits",
-                                         tolerance=engine_tolerance, check=engine_check)
-
-    chunk_mode = "aggregate"
+        self.setup_engine(engine, lambda: self.model[0].model, lambda m: setattr(self.model[0], "model", m),
+                          self._weights_id, output="logits", tolerance=engine_tolerance, check=engine_check)
 
     def chunk_tokenizer(self):
         return self.model.tokenizer
@@ -88,7 +81,7 @@ class CrossEncoderReranker(Reranker):
 
     def params(self):
         return {"model": self.model_name, "max_length": self.max_length, "weights": self._weights or self._weights_id(),
-                **({"engine": self.engine} if self.engine != "torch" else {})}
+                **self.engine_params()}
 
     def _weights_id(self) -> str:
         """A digest of the score head, so two differently initialised heads never share a cache."""

@@ -28,6 +28,7 @@ import numpy as np
 
 from rankstack.errors import RankstackError
 from rankstack.rerankers.base import EmbedRequest, Reranker
+from rankstack.rerankers.runtimes import EncoderEngine
 from rankstack.types import Doc, Query, Ranking
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 SIMILARITIES = ("cosine", "dot")
 
 
-class DenseReranker(Reranker):
+class DenseReranker(EncoderEngine, Reranker):
     """Score = similarity of the query and passage embeddings (see the module docstring)."""
 
     name = "dense"
@@ -52,7 +53,6 @@ class DenseReranker(Reranker):
         options.setdefault("chunk_size", 256)
         super().__init__(None, **options)
         from rankstack.models import weights_digest
-        from rankstack.rerankers.runtimes import check_engine, swap_engine
         from rankstack.retrieval.dense import load_encoder
 
         self.model_name = str(model)
@@ -62,15 +62,9 @@ class DenseReranker(Reranker):
         self.similarity = similarity
         self.batch_size = batch_size
         self.query_prefix, self.doc_prefix = query_prefix, doc_prefix
-        self.engine = check_engine(engine)
-        # the torch weights' digest, taken before an engine replaces them (torch: read live, training changes them)
-        self._weights = None if engine == "torch" else weights_digest(self.encoder)
-        self.engine_report = swap_engine(engine, lambda: self.encoder[0].model,
-                                         lambda m: setattr(self.encoder[0], "model", m), self._check_scores,
-                                         name=self.model_name, output="last_hidden_state",
-                                         tolerance=engine_tolerance, check=engine_check)
-
-    chunk_mode = "aggregate"
+        self.setup_engine(engine, lambda: self.encoder[0].model, lambda m: setattr(self.encoder[0], "model", m),
+                          lambda: weights_digest(self.encoder), output="last_hidden_state",
+                          tolerance=engine_tolerance, check=engine_check)
 
     def chunk_tokenizer(self):
         return self.encoder.tokenizer
@@ -92,7 +86,7 @@ class DenseReranker(Reranker):
         return {"model": self.model_name, "similarity": self.similarity, "query_prefix": self.query_prefix,
                 "doc_prefix": self.doc_prefix, "max_seq_length": getattr(self.encoder, "max_seq_length", None),
                 "weights": self._weights or weights_digest(self.encoder),
-                **({"engine": self.engine} if self.engine != "torch" else {})}
+                **self.engine_params()}
 
     def __repr__(self) -> str:
         eng = f", engine={self.engine!r}" if self.engine != "torch" else ""

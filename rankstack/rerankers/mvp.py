@@ -47,6 +47,7 @@ from torch import nn
 
 from rankstack.errors import RankstackError
 from rankstack.rerankers.base import EmbedRequest, Reranker
+from rankstack.rerankers.runtimes import EncoderEngine
 from rankstack.types import Doc, Query, Ranking
 
 log = logging.getLogger(__name__)
@@ -226,7 +227,7 @@ class ViewRequest:
     from_json = staticmethod(EmbedRequest.from_json)
 
 
-class MVPReranker(Reranker):
+class MVPReranker(EncoderEngine, Reranker):
     """MVP over any candidate list (see the module docstring). Scores do not depend on the order
     of the candidates (the encoder sees each pair alone; the anchors see a set).
 
@@ -247,7 +248,6 @@ class MVPReranker(Reranker):
                  threads: int | None = None, seed: int = 0, model_obj=None, engine: str = "torch",
                  engine_tolerance: float | None = None, engine_check: str = "refuse", **options):
         from rankstack.models import weights_digest
-        from rankstack.rerankers.runtimes import check_engine, swap_engine
 
         options.setdefault("max_doc_tokens", None)
         options.setdefault("chunk_size", 256)
@@ -261,14 +261,9 @@ class MVPReranker(Reranker):
                         self.model_name)
         self.batch_size = int(batch_size)
         self.device = next(self.model.parameters()).device
-        self.engine = check_engine(engine)
-        # the torch weights' digest, taken before an engine replaces them (torch: read live, training changes them)
-        self._weights = None if engine == "torch" else weights_digest(self.model.encoder)
-        self.engine_report = swap_engine(engine, lambda: self.model.encoder, lambda m: setattr(self.model, "encoder", m),
-                                         self._check_scores, name=self.model_name, output="last_hidden_state",
-                                         tolerance=engine_tolerance, check=engine_check)
-
-    chunk_mode = "aggregate"
+        self.setup_engine(engine, lambda: self.model.encoder, lambda m: setattr(self.model, "encoder", m),
+                          lambda: weights_digest(self.model.encoder), output="last_hidden_state",
+                          tolerance=engine_tolerance, check=engine_check)
 
     def chunk_tokenizer(self):
         return self.model.tokenizer
@@ -293,7 +288,7 @@ class MVPReranker(Reranker):
         return {"model": self.model_name, "views": self.model.config.views, "max_length": self.model.config.max_length,
                 "weights": self._weights or weights_digest(self.model.encoder),
                 "anchor": weights_digest(self.model.anchor, values=None),
-                **({"engine": self.engine} if self.engine != "torch" else {})}
+                **self.engine_params()}
 
     def __repr__(self) -> str:
         return f"MVPReranker({self.model_name!r}, views={self.model.config.views})"

@@ -346,3 +346,22 @@ def swap_engine(engine: str, get: Callable[[], torch.nn.Module], put: Callable[[
     else:
         log.info("engine %s: check pairs within %.4f of torch (relative) (max |diff| %.3g)", engine, rel, diff)
     return report
+
+
+class EncoderEngine:
+    """What the encoder rerankers (dense, cross-encoder, MVP) share: ``engine=`` on the transformer
+    inside them, and long documents scored chunk by chunk (``chunk_mode = "aggregate"``)."""
+
+    chunk_mode = "aggregate"
+    engine = "torch"
+
+    def setup_engine(self, engine: str, get, put, digest: Callable[[], str], *, output: str,
+                     tolerance: float | None, check: str) -> None:
+        self.engine = check_engine(engine)
+        # the torch weights' digest, taken before an engine replaces them (torch: read live, training changes them)
+        self._weights = None if engine == "torch" else digest()
+        self.engine_report = swap_engine(engine, get, put, self._check_scores, name=self.model_name, output=output,
+                                         tolerance=tolerance, check=check)
+
+    def engine_params(self) -> dict:
+        return {"engine": self.engine} if self.engine != "torch" else {}
