@@ -73,7 +73,7 @@ def main() -> int:
            f"data: DL19 BM25 top-{args.depth}, no score cache; dense {args.dense}; cross-encoder {ce} ({ce_note})",
            f"speed: {args.rounds} interleaved passes per engine over the first {args.speed_queries} queries x "
            f"top-{args.depth}; best (median) docs/s. Quality: every pair of the queries below, once")
-    ds, qids, _, bm25 = dl19_top(args.depth, args.queries)
+    ds, qids, qrels, bm25 = dl19_top(args.depth, args.queries)
     fast = type(bm25)({q: bm25[q] for q in qids[: args.speed_queries]}, name="bm25")
     for name in args.rerankers.split(","):
         model = args.dense if name == "dense" else ce
@@ -83,7 +83,7 @@ def main() -> int:
             out, _ = timed_rerank(rr, bm25, ds, args.depth)
             ref = ref or out
             diff = max(abs(out[q].scores()[d] - s) for q in ref for d, s in ref[q].scores().items())
-            rows[engine] = {"ndcg": evaluate(out, ds.qrels, ["nDCG@10"], rel=ds.rel)["nDCG@10"], "diff": diff,
+            rows[engine] = {"ndcg": evaluate(out, qrels, ["nDCG@10"], rel=ds.rel)["nDCG@10"], "diff": diff,
                             "load_s": load_s, "export": rr.engine_report.get("export", "-"),
                             "check": rr.engine_report.get("rel_diff")}
         for engine, (best, med) in speed_rounds(built, fast, ds, args.depth, args.rounds).items():
