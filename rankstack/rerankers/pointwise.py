@@ -118,7 +118,8 @@ class PointwiseReranker(Reranker):
         n: erank's samples per pair.
         seed: erank's sampling seed.
         **engine: the base :class:`~rankstack.rerankers.base.Reranker`'s ``max_doc_tokens``,
-            ``fusion``, ``cache``, ``chunk_size``, ``progress``.
+            ``fusion``, ``cache``, ``chunk_size``, ``progress``, and ``chunk_tokens``/``chunk_stride``/
+            ``aggregate`` for long documents (:mod:`rankstack.rerankers.chunking`).
 
     Raises:
         RankstackError: an unknown method, ``ten`` value, or a template without the method.
@@ -126,6 +127,7 @@ class PointwiseReranker(Reranker):
 
     name = "pointwise"
     prompt_version = "1"
+    chunk_mode = "aggregate"  # long documents: every chunk scored, scores aggregated (max = MaxP)
 
     def __init__(self, backend=None, method: str | None = None, *, instruction: str | None = None,
                  system: str | None = None, template: PromptTemplate | str | None = None,

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import tempfile
 import time
@@ -79,10 +80,23 @@ def _build_options(p) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="(dense) encoding batch size")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default=None, help="(dense) torch device for the encoder")
+    p.add_argument("--chunk-tokens", type=int, default=None,
+                   help="long documents: index passages of this many tokens (bm25s: words; dense: the encoder's "
+                        "word pieces); a document scores as its passages aggregated (--aggregate)")
+    p.add_argument("--chunk-stride", type=int, default=None, help="tokens between passage starts (default half)")
+    p.add_argument("--aggregate", default="max", choices=["max", "first", "mean", "sum"],
+                   help="how passage scores make a document's (default max = MaxP)")
 
 
 def build(args, corpus, path=None):
-    """A retriever over ``corpus`` from the CLI options (in memory unless ``path``)."""
+    """A retriever over ``corpus`` from the CLI options (in memory unless ``path``); with ``--chunk-tokens``
+    over the passages of long documents (:mod:`rankstack.retrieval.chunked`)."""
+    from rankstack.data.passages import Chunking
+
+    chunking = Chunking.make(getattr(args, "chunk_tokens", None), getattr(args, "chunk_stride", None),
+                             getattr(args, "aggregate", "max"))
+    if chunking is not None:
+        return _build_chunked(args, corpus, chunking, path)
     backend = args.backend or "bm25s"
     stemmer, stopwords = _none(args.stemmer), _none(args.stopwords)
     if backend == "bm25s":
@@ -103,6 +117,34 @@ def build(args, corpus, path=None):
 
         r = DenseRetriever.from_corpus(corpus, model=args.model, index=args.dense_index, batch_size=args.batch_size,
                                        device=args.device)
+    if path is not None:
+        r.save(path)
+    return r
+
+
+def _build_chunked(args, corpus, chunking, path):
+    from rankstack.retrieval.chunked import ChunkedRetriever
+
+    backend = args.backend or "bm25s"
+    if backend == "lucene":
+        raise RankstackError("--chunk-tokens works with --backend bm25s or dense (not lucene)")
+    tokenizer = encoder = None
+    if backend == "dense":
+        from rankstack.retrieval.dense import load_encoder
+
+        encoder = load_encoder(args.model, args.device)
+        tokenizer = encoder.tokenizer
+    inner = argparse.Namespace(**{**vars(args), "chunk_tokens": None})
+
+    def index(docs):
+        if encoder is None:
+            return build(inner, docs)
+        from rankstack.retrieval.dense import DenseRetriever
+
+        return DenseRetriever.from_corpus(docs, model=args.model, index=args.dense_index, batch_size=args.batch_size,
+                                          encoder=encoder)
+
+    r = ChunkedRetriever.from_corpus(corpus, chunking, index, tokenizer)
     if path is not None:
         r.save(path)
     return r
@@ -161,12 +203,17 @@ def _open_index(args):
     elif backend is None:
         backend = "lucene"  # a bare Lucene index folder or a prebuilt name
     if backend in ("bm25s", "dense"):
+        from rankstack.retrieval.chunked import wrap_if_chunked
         from rankstack.retrieval.registry import retriever_class
 
+        if getattr(args, "chunk_tokens", None):
+            raise RankstackError("--chunk-tokens applies when an index is built (rankstack index --chunk-tokens ...); "
+                                 f"{p} is searched as it was built")
         if backend == "bm25s":
-            return retriever_class(backend).load(p, threads=args.threads)
+            return wrap_if_chunked(retriever_class(backend).load(p, threads=args.threads), read_manifest(p))
         model = args.model if args.model != "minilm-l6" else None
-        return retriever_class(backend).load(p, model=model, device=args.device, batch_size=args.batch_size)
+        return wrap_if_chunked(retriever_class(backend).load(p, model=model, device=args.device,
+                                                             batch_size=args.batch_size), read_manifest(p))
     from rankstack.retrieval.lucene import LuceneRetriever
 
     return LuceneRetriever.from_index(args.index, k1=args.k1, b=args.b, rm3=args.rm3, fb_terms=args.fb_terms,

@@ -17,7 +17,8 @@ def rerank_queries(reranker, queries: Mapping[str, Query], docs: Mapping[str, Se
                    firsts: Mapping[str, Ranking] | None = None) -> tuple[dict[str, Ranking], EngineStats]:
     """One engine pass of ``reranker`` over several queries: every query's program in lockstep.
 
-    The documents are prepared (:meth:`Reranker.prepare_doc`), each query's program is built
+    The documents are prepared (:meth:`Reranker.prepare_doc`; long ones chunked or cut, counted:
+    :func:`rankstack.rerankers.chunking.query_program`), each query's program is built
     with a shared counts Counter, the programs run through :func:`run_programs` on the
     reranker's backend and cache, and, when the reranker has a ``fusion``, each ranking is
     interpolated with the query's first stage.
@@ -37,9 +38,10 @@ def rerank_queries(reranker, queries: Mapping[str, Query], docs: Mapping[str, Se
     Raises:
         RankstackError: a program returned something other than a :class:`Ranking`.
     """
+    from rankstack.rerankers.chunking import query_program
+
     counts: Counter = Counter()
-    prepared = {qid: [reranker.prepare_doc(d) for d in docs[qid]] for qid in queries}
-    programs = {qid: reranker.program(queries[qid], prepared[qid], counts) for qid in queries if prepared[qid]}
+    programs = {qid: query_program(reranker, queries[qid], list(docs[qid]), counts) for qid in queries if docs[qid]}
     ranked, stats = run_programs(programs, reranker.execute, cache=reranker.cache, fingerprint=reranker.fingerprint(),
                                  chunk_size=reranker.chunk_size, counts=counts, progress=reranker.progress,
                                  desc=f"rerank {reranker.name}")
