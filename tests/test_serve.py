@@ -137,8 +137,21 @@ BAD = [  # (what, path, raw body or JSON, extra headers, status, error type, wor
      "documents.1"),
     ("body too large", "/v1/rerank", {"query": "q", "documents": ["x" * 1000] * 60}, {}, 413, "payload_too_large",
      "limit"),
-    ("left truncation", "/rerank", {"query": "q", "texts": ["a"], "truncation_direction": "Left"}, {}, 422,
+    ("bad truncation side", "/rerank", {"query": "q", "texts": ["a"], "truncation_direction": "Middle"}, {}, 422,
      "validation_error", "truncation_direction"),
+    ("nested JSON", "/v1/rerank", b'{"query": "q", "documents": ' + b"[" * 5000 + b"]" * 5000 + b"}", {}, 400,
+     "json_too_deep", "nested"),
+    ("nested, under the parser's limit", "/v1/rerank", b'{"query": "q", "documents": ["a"], "x": ' + b"[" * 40
+     + b"]" * 40 + b"}", {}, 400, "json_too_deep", "16"),
+    ("huge integer", "/v1/rerank", b'{"query": "q", "documents": ["a"], "top_n": ' + b"9" * 5000 + b"}", {}, 400,
+     "number_too_large", "5000 digits"),
+    ("NaN", "/v1/rerank", b'{"query": "q", "documents": ["a"], "top_n": NaN}', {}, 400, "invalid_json", "NaN"),
+    ("lone surrogate", "/v2/rerank", b'{"query": "q", "documents": ["a", "b\\ud800c"]}', {}, 400, "invalid_unicode",
+     "documents.1"),
+    ("instruction too long", "/v1/rerank", {"query": "q", "documents": ["a"], "instruction": "i" * 2001}, {}, 413,
+     "instruction_too_long", "2000"),
+    ("TEI truncate=false, long query", "/rerank", {"query": "flea " * 300, "texts": ["a"]}, {}, 413, "input_too_long",
+     "tokens"),
     ("no key", "/v1/rerank", {"query": "q", "documents": ["a"]}, {"Authorization": ""}, 401, "unauthorized", "key"),
     ("wrong key", "/v1/rerank", {"query": "q", "documents": ["a"]}, {"Authorization": "Bearer nope"}, 401,
      "unauthorized", "key"),
@@ -151,6 +164,8 @@ def test_bad_requests_get_json_errors(server, what, path, body, headers, status,
     got, out = call(server, path, None if raw else body, raw=raw, headers=headers)
     assert got == status, out
     assert out["error"]["type"] == kind and words in out["error"]["message"]
+    assert out["message"] == out["error"]["message"]  # what Cohere-style clients read
+    assert out["detail"] == out["message"] or (status == 422 and out["detail"][0]["loc"][0] == "body")  # Jina, FastAPI
 
 
 def test_routes_methods_and_malformed_http(server):

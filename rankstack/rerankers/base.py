@@ -14,10 +14,12 @@ chunk by chunk so an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Generator, Mapping, Sequence
@@ -164,11 +166,15 @@ class Reranker:
     factory: Callable[[], Reranker] | None = None
     #: the model-specific template in use (:mod:`rankstack.rerankers.templates`), if any
     model_template = None
+    #: how :meth:`instruct` joins an instruction and a query where the prompt has no instruction slot
+    instruction_format = "Instruct: {instruction}\nQuery: {query}"
 
     def __init__(self, backend: Backend | None = None, *, max_doc_tokens: int | None = 512,
                  fusion: Fusion | float | None = None, cache: bool | str | ScoreCache | None = True,
-                 chunk_size: int | None = None, progress: bool = True):
+                 chunk_size: int | None = None, progress: bool = True, instruction: str | None = None):
         self.backend = backend
+        #: the instruction of every query that brings none of its own (part of the fingerprint)
+        self.instruction = instruction or None
         self.max_doc_tokens = max_doc_tokens
         self.fusion = Fusion(fusion) if isinstance(fusion, (int, float)) and not isinstance(fusion, bool) else fusion
         if cache is True:
@@ -209,10 +215,23 @@ class Reranker:
                  "backend": self.backend.fingerprint() if self.backend else None, "params": self.params()}
         if self.model_template is not None:
             ident["template"] = self.model_template.id
+        if self.instruction:
+            ident["instruction"] = self.instruction
         return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.backend.fingerprint() if self.backend else ''}, {self.params()})"
+
+    # --- per-query instructions ------------------------------------------------------------------
+    def instruct(self, query: Query) -> Query:
+        """The query as this reranker's prompt sees it, with its instruction (the query's own, else
+        ``self.instruction``). Here, for prompts without an instruction slot (encoders, listwise,
+        setwise ...): joined into the query text by :attr:`instruction_format`, so the instruction
+        is part of every cache key. Pointwise puts it in its template's ``{instruction}`` slot."""
+        instruction = query.instruction or self.instruction
+        if not instruction:
+            return query
+        return Query(query.qid, self.instruction_format.format(instruction=instruction, query=query.text))
 
     # --- document preparation ------------------------------------------------------------------
     def prepare_doc(self, doc: Doc) -> Doc:
@@ -224,9 +243,12 @@ class Reranker:
 
     # --- public API ----------------------------------------------------------------------------
     def rerank(self, query: Query | str, docs: Sequence[Doc | str | ScoredDoc], k: int | None = None,
-               corpus: DocStore | None = None) -> Ranking:
-        """Rerank one query's candidates (``Doc``s, plain strings, or ``ScoredDoc``s with ``corpus``)."""
+               corpus: DocStore | None = None, *, instruction: str | None = None) -> Ranking:
+        """Rerank one query's candidates (``Doc``s, plain strings, or ``ScoredDoc``s with ``corpus``);
+        ``instruction``: this query's task instruction (see :meth:`instruct`)."""
         q = query if isinstance(query, Query) else Query("q", str(query))
+        if instruction:
+            q = Query(q.qid, q.text, instruction)
         ds: list[Doc] = []
         first_scores: list[float] | None = []
         for i, d in enumerate(docs):
@@ -252,6 +274,19 @@ class Reranker:
             first = Ranking.from_order(q.qid, [d.docid for d in ds])
         out = self._rerank_many({q.qid: q}, {q.qid: ds}, {q.qid: first})
         return out[q.qid].top(k)
+
+    async def rerank_async(self, query: Query | str, docs: Sequence[Doc | str | ScoredDoc], k: int | None = None,
+                           corpus: DocStore | None = None, *, instruction: str | None = None) -> Ranking:
+        """:meth:`rerank` without blocking the event loop: it runs in a worker thread, one call of
+        this reranker at a time (the model is not shared between threads); concurrent awaits queue
+        up. (``rankstack serve`` merges concurrent requests into one pass instead.)"""
+        lock = self.__dict__.setdefault("_async_lock", threading.Lock())
+
+        def run() -> Ranking:
+            with lock:
+                return self.rerank(query, docs, k, corpus, instruction=instruction)
+
+        return await asyncio.to_thread(run)
 
     def rerank_run(self, run: Run | str, queries: Mapping[str, Query], corpus: DocStore, depth: int = 100,
                    name: str | None = None, *, block_queries: int | None = None, engine=None) -> Run:
@@ -289,6 +324,8 @@ class Reranker:
         md = {"reranker": repr(self), "fingerprint": self.fingerprint(), "depth": depth}
         if self.model_template is not None:
             md["template"] = self.model_template.id
+        if self.instruction:
+            md["instruction"] = self.instruction
         return md
 
     def rerank_run_to_file(self, run: Run | str, queries: Mapping[str, Query], corpus: DocStore, out, depth: int = 100,
@@ -337,7 +374,8 @@ class Reranker:
                      firsts: dict[str, Ranking]) -> dict[str, Ranking]:
         stats: Counter = Counter(requests=0, cache_hits=0, model_requests=0)  # always reported, even when 0
         prepared = {qid: [self.prepare_doc(d) for d in ds] for qid, ds in docs.items()}
-        programs = {qid: self.program(queries[qid], prepared[qid], stats) for qid in queries if prepared[qid]}
+        programs = {qid: self.program(self.instruct(queries[qid]), prepared[qid], stats)
+                    for qid in queries if prepared[qid]}
         results = {qid: Ranking(qid, []) for qid in queries if not prepared[qid]}
         results.update(self._drive(programs, stats, queries))
         if self.fusion is not None:

@@ -40,7 +40,10 @@ def add_reranker_args(p, cache_default: bool = True) -> None:
     p.add_argument("--model", default=None, help="model: alias (smollm2-135m), hub id, local folder, .gguf, "
                                                  "LoRA adapter folder (default: the reranker's own)")
     p.add_argument("--method", default=None, help="pointwise: yesno | score10 | erank | prorank | qlm")
-    p.add_argument("--instruction", default=None, help="replace the prompt's instruction text")
+    p.add_argument("--instruction", default=None,
+                   help="task instruction of every query (Qwen3-Reranker / mxbai style): pointwise puts it in its "
+                        "prompt's instruction slot, other rerankers join it into the query ('Instruct: ...\\nQuery: "
+                        "...'); in the fingerprint and the run's metadata")
     p.add_argument("--fusion-weight", type=float, default=None,
                    help="fuse with the first stage: W * rerank + (1 - W) * first stage (e.g. 0.8)")
     p.add_argument("--fusion-norm", default="zscore", choices=["zscore", "minmax"])
