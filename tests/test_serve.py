@@ -29,44 +29,7 @@ from rankstack.rerankers.commands import parse_options
 from rankstack.serve.client import RemoteReranker, RemoteRerankError
 from rankstack.serve.process import ServerProcess, raw_http
 
-ROOT = Path(__file__).resolve().parents[1]
-KEY = "test-key-123"
-AUTH = {"Authorization": f"Bearer {KEY}"}
-
-QUERY = "how long is the life cycle of a flea"
-DOCS = ["The life cycle of a flea can last anywhere from 20 days to an entire year.",
-        "Stock markets fell sharply on Monday after the announcement.",
-        "Flea eggs hatch into larvae, which spin cocoons and emerge as adult fleas.",
-        "A recipe for lemon cake with a crisp sugar glaze.",
-        "Adult fleas live on the host and feed on blood for several weeks."]
-
-
-def start_server(tmp_path: Path, *args: str) -> ServerProcess:
-    return ServerProcess(list(args), env={"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "benchmarks")])},
-                         log_path=tmp_path / f"server-{time.monotonic_ns()}.log").start()
-
-
-def call(url: str, path: str, body=None, *, method: str | None = None, headers: dict | None = None,
-         raw: bytes | None = None, timeout: float = 60) -> tuple[int, object]:
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    req = urllib.request.Request(url + path, data=data, method=method or ("POST" if data is not None else "GET"),
-                                 headers={"Content-Type": "application/json", **AUTH, **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            text = r.read().decode()
-            status = r.status
-    except urllib.error.HTTPError as e:
-        text, status = e.read().decode(), e.code
-    try:
-        return status, json.loads(text)
-    except json.JSONDecodeError:
-        return status, text
-
-
-def metric(url: str, name: str, labels: str = "") -> float:
-    _, text = call(url, "/metrics")
-    m = re.search(rf"^{re.escape(name)}{re.escape(labels)} ([0-9.e+-]+)$", text, re.M)
-    return float(m.group(1)) if m else 0.0
+from serve_support import AUTH, DOCS, KEY, QUERY, call, metric, start_server  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -75,14 +38,9 @@ def reference():
     return load_reranker("dense", model="minilm-l6", cache=False, progress=False)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = start_server(tmp_path_factory.mktemp("serve"), "--reranker", "_fault_reranker:FaultyDense",
-                       "--model", "minilm-l6", "--threads", "1", "--api-key", KEY, "--max-docs", "50",
-                       "--max-doc-chars", "2000", "--max-body-mb", "0.05", "--timeout-s", "3",
-                       "--max-wait-ms", "20", "--model-name", "minilm")
-    yield srv.url
-    assert srv.stop() == 0, srv.log_tail()
+@pytest.fixture
+def server(rerank_server):
+    return rerank_server
 
 
 def test_three_apis_same_order_each_in_its_shape(server, reference):
