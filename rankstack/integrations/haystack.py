@@ -25,17 +25,19 @@ class RankstackRanker:
     content and meta; ``score`` becomes the relevance in [0, 1], as Haystack's rankers set it.
     Documents without text content are scored on an empty string."""
 
-    def __init__(self, reranker, top_k: int | None = 10):
+    def __init__(self, reranker, top_k: int | None = 10, instruction: str | None = None):
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         self.reranker = reranker
         self.top_k = top_k
+        self.instruction = instruction
 
     @component.output_types(documents=list[Document])
-    def run(self, query: str, documents: list[Document], top_k: int | None = None):
+    def run(self, query: str, documents: list[Document], top_k: int | None = None, instruction: str | None = None):
         k = self.top_k if top_k is None else top_k
         if k is not None and k < 1:
             raise ValueError(f"top_k must be >= 1, got {k}")
         texts = [d.content or "" for d in documents]
         return {"documents": [dataclasses.replace(documents[i], score=score)
-                              for i, score in rerank_texts(self.reranker, query, texts, k)]}
+                              for i, score in rerank_texts(self.reranker, query, texts, k,
+                                                           instruction or self.instruction)]}

@@ -200,8 +200,9 @@ def cmd_rerank(args) -> int:
     wall = md["wall_seconds"]
     scored = int(md.get("docs", 0))
     fallbacks = {k: v for k, v in md.items() if k.startswith("parse_")}
+    extra = {"instruction": args.instruction} if args.instruction else {}
     meta_path = write_run_metadata(args.out, run_metadata(reranker, md, first_stage=args.run, depth=args.depth,
-                                                                 reranker=described, fingerprint=identity))
+                                                          reranker=described, fingerprint=identity, **extra))
     print(f"reranked {args.run} with {described} on {platform.processor() or platform.machine()}"
           + (f" (Ray, {args.workers} workers)" if args.ray else "") + f" -> {args.out} (+ {meta_path.name})")
     print(f"queries {md.get('queries', 0)}  resumed {md.get('resumed_queries', 0)}  docs scored {scored}  "
