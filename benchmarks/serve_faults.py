@@ -11,7 +11,16 @@ mid-body and while queued (its documents must never reach the model: ``/metrics`
 normal request; last, SIGTERM during load from 8 clients (in-flight requests answered, new
 ones 503, exit status 0).
 
-    flock /tmp/rankstack-cpu.lock .venv/bin/python benchmarks/serve_faults.py
+Odd traffic (``odd_traffic``): 300 idle sockets (half with unfinished headers) while ``/health``
+is polled, slow headers (408 after ``--header-timeout-s``), a 160-document request over the
+timeout (504: documents of model work counted, through ``RemoteReranker`` and through Cohere's
+SDK, which retries every 5xx), 16,000- and 100,000-character queries (cut to the token limit;
+TEI's ``truncate=false``: 413), deeply nested JSON, a 5,000-digit integer, a lone surrogate; and
+on a second, keyless server (MiniLM dense), a foreign ``Host`` and a cross-origin ``text/plain``
+POST. The ``work`` column: model requests run during the case (pointwise: one per document), from
+the server's ``rankstack_model_requests_total``.
+
+    flock /tmp/rankstack-cpu.lock .venv/bin/python benchmarks/serve_faults.py --threads 2
 """
 
 from __future__ import annotations
@@ -60,7 +69,7 @@ def raw_case(url: str, request: bytes) -> tuple[int, str]:
     from rankstack.serve.process import raw_http
 
     status, body = raw_http(url, request)
-    return status, body["error"]["type"] if isinstance(body, dict) else "(not JSON)"
+    return status, (body.get("error", {}).get("type", "ok") if isinstance(body, dict) else "(not JSON)")
 
 
 def hang_up(url: str, head: bytes, body: bytes, send: int, wait: float) -> None:
@@ -91,18 +100,28 @@ def main(argv=None) -> int:
     ok = {"query": query, "documents": docs}
     server_args = ["--reranker", "_fault_reranker:FaultyPointwise", "--model", "smollm2-135m", "--method", "yesno",
                    "--dtype", "float32", "--threads", str(args.threads), "--api-key", KEY, "--max-body-mb", "1",
-                   "--timeout-s", "5", "--max-doc-chars", "20000"]
+                   "--timeout-s", "5", "--max-doc-chars", "20000", "--header-timeout-s", "2"]
     from rankstack.serve.process import ServerProcess
 
-    rows = []  # (case, expected, got status, error type)
+    rows = []  # (case, expected, got status, error type, model requests run during the case)
     load0 = os.getloadavg()
-
-    def case(name, expected, result):
-        rows.append((name, expected, *result))
-        print(rows[-1], file=sys.stderr, flush=True)
-
     srv = ServerProcess(server_args, env=CHILD_ENV).start()
     url = srv.url
+    last = {"work": metric(url, "rankstack_model_requests_total", key=KEY)}
+
+    def case(name, expected, result, settle: bool = False):
+        if srv.proc.poll() is not None:  # the server has exited (the SIGTERM case)
+            rows.append((name, expected, *result, "-"))
+            return
+        work = metric(url, "rankstack_model_requests_total", key=KEY)
+        while settle:  # a pass still running finishes its chunk first: wait until the count stops moving
+            time.sleep(1.5)
+            now = metric(url, "rankstack_model_requests_total", key=KEY)
+            settle, work = now != work, now
+        rows.append((name, expected, *result, f"{work - last['work']:g}"))
+        last["work"] = work
+        print(rows[-1], file=sys.stderr, flush=True)
+
     try:
         case("normal request (before)", 200, call(url, "/v1/rerank", ok))
         case("oversized body (2 MB, limit 1 MB)", 413, call(url, "/v1/rerank", {"query": query, "documents": ["x" * 1000] * 2000}))
@@ -161,6 +180,9 @@ def main(argv=None) -> int:
         case("client hanging up while queued", "499, slot freed",
              (499 if got == 1 and scored == len(docs) else 0, f"documents scored {scored:g} (the slow request's "
                                                              f"{len(docs)}; the 9 of the hung-up one never)"))
+        from serve_faults_odd import odd_traffic
+
+        odd_traffic(url, ok, [d.text for d in ds.corpus.get_many(ds.run[q0].docids[:160])], case)
         case("normal request (after all of them)", 200, call(url, "/v1/rerank", ok))
 
         # SIGTERM during load: 8 clients send until the server is gone
@@ -203,10 +225,10 @@ def main(argv=None) -> int:
         f"model smollm2-135m pointwise yesno (fp32, hf backend); data DL19 query {q0} with 3 BM25 passages",
         f"hardware: {describe()}; load average at start {load0[0]:.2f}, at end {load1[0]:.2f}",
         "",
-        f"{'case':<52} {'expected':<32} {'got':>5}  detail",
+        f"{'case':<58} {'expected':<32} {'got':>5} {'work':>5}  detail",
     ]
-    for name, expected, status, detail in rows:
-        lines.append(f"{name:<52} {str(expected):<32} {status:>5}  {detail}")
+    for name, expected, status, detail, work in rows:
+        lines.append(f"{name:<58} {str(expected):<32} {status:>5} {work:>5}  {detail}")
     write_result(args.out, lines)
     return 0
 
