@@ -11,7 +11,7 @@ import json
 import sys
 
 import cohere
-from infinity_client import AuthenticatedClient, errors
+from infinity_client import AuthenticatedClient
 from infinity_client.api.default import rerank
 from infinity_client.models import RerankInput
 

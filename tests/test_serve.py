@@ -11,25 +11,21 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 from rankstack.rerankers import load_reranker
 from rankstack.rerankers.commands import parse_options
 from rankstack.serve.client import RemoteReranker, RemoteRerankError
-from rankstack.serve.process import ServerProcess, raw_http
+from rankstack.serve.process import raw_http
 
-from serve_support import AUTH, DOCS, KEY, QUERY, call, metric, start_server  # noqa: F401
+from serve_support import DOCS, KEY, QUERY, ROOT, call, metric, start_server
 
 
 @pytest.fixture(scope="module")

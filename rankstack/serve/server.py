@@ -27,7 +27,6 @@ import socket
 import time
 from dataclasses import dataclass
 
-import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
