@@ -20,7 +20,7 @@ on a second, keyless server (MiniLM dense), a foreign ``Host`` and a cross-origi
 POST. The ``work`` column: model requests run during the case (pointwise: one per document), from
 the server's ``rankstack_model_requests_total``.
 
-    flock /tmp/rankstack-cpu.lock .venv/bin/python benchmarks/serve_faults.py --threads 2
+    flock /tmp/rankstack-cpu.lock .venv/bin/python benchmarks/serve_faults.py --threads 1
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 by default, cut) against the code of another checkout (``--code /path``: e.g. the main branch
 before the limits existed, which scored every prompt with the whole query).
 
-    flock /tmp/rankstack-cpu.lock .venv/bin/python benchmarks/serve_long_query.py --threads 2 --label after
-    flock /tmp/rankstack-cpu.lock .venv/bin/python benchmarks/serve_long_query.py --threads 2 --label before \\
+    flock /tmp/rankstack-cpu.lock .venv/bin/python benchmarks/serve_long_query.py --threads 1 --label after
+    flock /tmp/rankstack-cpu.lock .venv/bin/python benchmarks/serve_long_query.py --threads 1 --label before \\
         --code ../main --append
 
 Each length: one warm-up request, then ``--repeats`` requests; the median and the max latency,

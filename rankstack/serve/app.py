@@ -181,6 +181,7 @@ async def _await_answer(request: Request, batcher: Batcher, job, config: ServeCo
         gone.cancel()
     if answer not in done:
         batcher.abandon(pending)  # still queued: skipped; running: its pass stops at the next chunk
+        answer.cancel()  # nobody reads its outcome
         if gone in done:
             raise ApiError(499, "client_closed_request", "the client closed the connection")
         raise ApiError(504, "timeout", f"no answer within {config.timeout_s:g} s (the work was stopped; a retry "

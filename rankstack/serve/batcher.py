@@ -176,11 +176,16 @@ class Batcher:
         return self._queued_docs
 
     def close(self, timeout: float | None = None) -> None:
-        """Finish the jobs already queued, then stop the worker."""
+        """Stop the worker: the server has drained, so every job left has no client waiting (it is
+        abandoned: a running pass stops at its next chunk); then wait for the worker."""
         with self._cv:
             self._closed = True
+            for p in [*self._queue, *self._running]:
+                self.abandon(p)
             self._cv.notify()
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("the model is still in a chunk of work after %s s; exiting anyway", timeout)
 
     # --- the worker's side --------------------------------------------------------------------------
     def _take(self) -> list[_Pending] | None:
