@@ -65,16 +65,16 @@ def timed_out_cohere(url: str, body: dict) -> tuple[int, str]:
                                     f"{time.perf_counter() - t0:.1f} s")
 
 
-def odd_traffic(url: str, ok: dict, passages: list[str], case) -> None:
+def odd_traffic(url: str, ok: dict, timeout: float, passages: list[str], case) -> None:
     """Every odd-traffic case on the fault server at ``url`` (``passages``: 160 distinct ones), then
     the keyless-server cases."""
     query, docs = ok["query"], ok["documents"]
     case("300 idle sockets while /health is polled", "200 every poll", idle_sockets(url))
     case("slow headers (never finished)", "408 after 2 s", slow_headers(url))
     many = {"query": query, "documents": passages}
-    case("504: 160 documents, 5 s timeout (RemoteReranker)", "504, pass cut, no retry",
+    case(f"504: 160 documents, {timeout:g} s timeout (RemoteReranker)", "504, pass cut, no retry",
          timed_out_remote(url, many), settle=True)
-    case("504: 160 documents, 5 s timeout (Cohere SDK)", "504, each attempt cut", timed_out_cohere(url, many),
+    case(f"504: 160 documents, {timeout:g} s timeout (Cohere SDK)", "504, each attempt cut", timed_out_cohere(url, many),
          settle=True)
     for n in (16_000, 100_000):
         long_query = (query + " ") * (n // (len(query) + 1) + 1)
