@@ -108,6 +108,7 @@ class Metrics:
                                        buckets=(.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60))
         self.in_flight = Gauge("rankstack_in_flight_requests", "requests being answered", registry=r)
         self.queued = Gauge("rankstack_queued_documents", "documents waiting for the model", registry=r)
+        self.running = Gauge("rankstack_running_requests", "requests in the engine pass running now", registry=r)
         self.connections = Gauge("rankstack_open_connections", "open HTTP connections", registry=r)
 
     def on_batch(self, n_requests: int, n_docs: int, seconds: float) -> None:
@@ -208,6 +209,7 @@ def create_app(reranker, config: ServeConfig | None = None) -> FastAPI:
                                     limits=limits, on_batch=metrics.on_batch, on_model=metrics.model_requests.inc,
                                     tracing=tracing)
         metrics.queued.set_function(lambda: app.state.batcher.queued_docs)
+        metrics.running.set_function(lambda: app.state.batcher.running)
         log.info("rankstack serve: %s ready", config.model_name)
         try:
             yield

@@ -175,6 +175,11 @@ class Batcher:
     def queued_docs(self) -> int:
         return self._queued_docs
 
+    @property
+    def running(self) -> int:
+        """Requests in the pass the model is running now."""
+        return len(self._running)
+
     def close(self, timeout: float | None = None) -> None:
         """Stop the worker: the server has drained, so every job left has no client waiting (it is
         abandoned: a running pass stops at its next chunk); then wait for the worker."""
