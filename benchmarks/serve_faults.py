@@ -20,7 +20,7 @@ on a second, keyless server (MiniLM dense), a foreign ``Host`` and a cross-origi
 POST. The ``work`` column: model requests run during the case (pointwise: one per document), from
 the server's ``rankstack_model_requests_total``.
 
-    flock /tmp/rankstack-cpu.lock .venv/bin/python benchmarks/serve_faults.py --threads 1 --timeout-s 10
+    flock /tmp/rankstack-cpu.lock .venv/bin/python benchmarks/serve_faults.py --threads 1 --timeout-s 30
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     call(url, "/v1/rerank", {"query": "warm-up", "documents": ["a"]}, timeout=600)  # kernels, allocator: not a case
     last = {"work": metric(url, "rankstack_model_requests_total", key=KEY)}
 
-    def case(name, expected, result, settle: bool = False):
+    def case(name, expected, result, settle: bool = True):
         if srv.proc.poll() is not None:  # the server has exited (the SIGTERM case)
             rows.append((name, expected, *result, "-"))
             return
