@@ -1,7 +1,8 @@
 """Bad-input and fault run of ``rankstack serve`` on loopback: each case, the status received.
 
-The server runs SmolLM2-135M pointwise yes/no with an API key, a 1 MB body limit and a 5 s
-request timeout; faults come from ``_fault_reranker.FaultyPointwise`` (the real pointwise
+The server runs SmolLM2-135M pointwise yes/no with an API key, a 1 MB body limit, a request
+timeout of ``--timeout-s`` (5 s by default; give more on a busy shared machine) and chunks of 16
+model requests (so a pass can be cut every 16 documents); faults come from ``_fault_reranker.FaultyPointwise`` (the real pointwise
 reranker; a query containing ``RAISE`` raises inside the engine pass, ``SLEEP<s>`` holds the
 worker). Cases: oversized body, 10,000 documents, a document over the character cap, invalid
 UTF-8, invalid JSON, negative and non-numeric Content-Length, missing fields, wrong types, empty
