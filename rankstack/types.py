@@ -18,8 +18,13 @@ Qrels = dict[str, dict[str, int]]
 
 @dataclass(frozen=True)
 class Query:
+    """A query; ``instruction`` (optional) is a per-query task instruction (Qwen3-Reranker /
+    mxbai style, "Given a web search query, retrieve relevant passages ..."): each reranker puts
+    it where its prompt has room for one (:meth:`rankstack.rerankers.base.Reranker.instruct`)."""
+
     qid: str
     text: str
+    instruction: str | None = None
 
 
 @dataclass(frozen=True)

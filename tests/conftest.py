@@ -69,3 +69,18 @@ def tiny_lm():
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
                       tie_word_embeddings=True)
     return LlamaForCausalLM(cfg).eval(), tok
+
+
+@pytest.fixture(scope="session")
+def rerank_server(tmp_path_factory):
+    """``rankstack serve`` as a real process on a free loopback port (tests/test_serve*.py): the real
+    MiniLM dense reranker with fault injection (benchmarks/_fault_reranker.py), an API key and
+    tight limits; its URL."""
+    from serve_support import KEY, start_server
+
+    srv = start_server(tmp_path_factory.mktemp("serve"), "--reranker", "_fault_reranker:FaultyDense",
+                       "--model", "minilm-l6", "--threads", "1", "--api-key", KEY, "--max-docs", "50",
+                       "--max-doc-chars", "2000", "--max-body-mb", "0.05", "--timeout-s", "3",
+                       "--max-wait-ms", "20", "--model-name", "minilm")
+    yield srv.url
+    assert srv.stop() == 0, srv.log_tail()

@@ -11,62 +11,21 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 from rankstack.rerankers import load_reranker
 from rankstack.rerankers.commands import parse_options
 from rankstack.serve.client import RemoteReranker, RemoteRerankError
-from rankstack.serve.process import ServerProcess, raw_http
+from rankstack.serve.process import raw_http
 
-ROOT = Path(__file__).resolve().parents[1]
-KEY = "test-key-123"
-AUTH = {"Authorization": f"Bearer {KEY}"}
-
-QUERY = "how long is the life cycle of a flea"
-DOCS = ["The life cycle of a flea can last anywhere from 20 days to an entire year.",
-        "Stock markets fell sharply on Monday after the announcement.",
-        "Flea eggs hatch into larvae, which spin cocoons and emerge as adult fleas.",
-        "A recipe for lemon cake with a crisp sugar glaze.",
-        "Adult fleas live on the host and feed on blood for several weeks."]
-
-
-def start_server(tmp_path: Path, *args: str) -> ServerProcess:
-    return ServerProcess(list(args), env={"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "benchmarks")])},
-                         log_path=tmp_path / f"server-{time.monotonic_ns()}.log").start()
-
-
-def call(url: str, path: str, body=None, *, method: str | None = None, headers: dict | None = None,
-         raw: bytes | None = None, timeout: float = 60) -> tuple[int, object]:
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    req = urllib.request.Request(url + path, data=data, method=method or ("POST" if data is not None else "GET"),
-                                 headers={"Content-Type": "application/json", **AUTH, **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            text = r.read().decode()
-            status = r.status
-    except urllib.error.HTTPError as e:
-        text, status = e.read().decode(), e.code
-    try:
-        return status, json.loads(text)
-    except json.JSONDecodeError:
-        return status, text
-
-
-def metric(url: str, name: str, labels: str = "") -> float:
-    _, text = call(url, "/metrics")
-    m = re.search(rf"^{re.escape(name)}{re.escape(labels)} ([0-9.e+-]+)$", text, re.M)
-    return float(m.group(1)) if m else 0.0
+from serve_support import DOCS, KEY, QUERY, ROOT, call, metric, start_server
 
 
 @pytest.fixture(scope="module")
@@ -75,14 +34,9 @@ def reference():
     return load_reranker("dense", model="minilm-l6", cache=False, progress=False)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = start_server(tmp_path_factory.mktemp("serve"), "--reranker", "_fault_reranker:FaultyDense",
-                       "--model", "minilm-l6", "--threads", "1", "--api-key", KEY, "--max-docs", "50",
-                       "--max-doc-chars", "2000", "--max-body-mb", "0.05", "--timeout-s", "3",
-                       "--max-wait-ms", "20", "--model-name", "minilm")
-    yield srv.url
-    assert srv.stop() == 0, srv.log_tail()
+@pytest.fixture
+def server(rerank_server):
+    return rerank_server
 
 
 def test_three_apis_same_order_each_in_its_shape(server, reference):
@@ -137,8 +91,21 @@ BAD = [  # (what, path, raw body or JSON, extra headers, status, error type, wor
      "documents.1"),
     ("body too large", "/v1/rerank", {"query": "q", "documents": ["x" * 1000] * 60}, {}, 413, "payload_too_large",
      "limit"),
-    ("left truncation", "/rerank", {"query": "q", "texts": ["a"], "truncation_direction": "Left"}, {}, 422,
+    ("bad truncation side", "/rerank", {"query": "q", "texts": ["a"], "truncation_direction": "Middle"}, {}, 422,
      "validation_error", "truncation_direction"),
+    ("nested JSON", "/v1/rerank", b'{"query": "q", "documents": ' + b"[" * 5000 + b"]" * 5000 + b"}", {}, 400,
+     "json_too_deep", "nested"),
+    ("nested, under the parser's limit", "/v1/rerank", b'{"query": "q", "documents": ["a"], "x": ' + b"[" * 40
+     + b"]" * 40 + b"}", {}, 400, "json_too_deep", "16"),
+    ("huge integer", "/v1/rerank", b'{"query": "q", "documents": ["a"], "top_n": ' + b"9" * 5000 + b"}", {}, 400,
+     "number_too_large", "5000 digits"),
+    ("NaN", "/v1/rerank", b'{"query": "q", "documents": ["a"], "top_n": NaN}', {}, 400, "invalid_json", "NaN"),
+    ("lone surrogate", "/v2/rerank", b'{"query": "q", "documents": ["a", "b\\ud800c"]}', {}, 400, "invalid_unicode",
+     "documents.1"),
+    ("instruction too long", "/v1/rerank", {"query": "q", "documents": ["a"], "instruction": "i" * 2001}, {}, 413,
+     "instruction_too_long", "2000"),
+    ("TEI truncate=false, long query", "/rerank", {"query": "flea " * 300, "texts": ["a"]}, {}, 413, "input_too_long",
+     "tokens"),
     ("no key", "/v1/rerank", {"query": "q", "documents": ["a"]}, {"Authorization": ""}, 401, "unauthorized", "key"),
     ("wrong key", "/v1/rerank", {"query": "q", "documents": ["a"]}, {"Authorization": "Bearer nope"}, 401,
      "unauthorized", "key"),
@@ -151,6 +118,8 @@ def test_bad_requests_get_json_errors(server, what, path, body, headers, status,
     got, out = call(server, path, None if raw else body, raw=raw, headers=headers)
     assert got == status, out
     assert out["error"]["type"] == kind and words in out["error"]["message"]
+    assert out["message"] == out["error"]["message"]  # what Cohere-style clients read
+    assert out["detail"] == out["message"] or (status == 422 and out["detail"][0]["loc"][0] == "body")  # Jina, FastAPI
 
 
 def test_routes_methods_and_malformed_http(server):

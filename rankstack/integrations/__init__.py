@@ -16,7 +16,10 @@ the reranker of a RAG or IR framework. Each module imports its framework when it
 LangChain, LlamaIndex and Haystack get the relevance in [0, 1] of
 :mod:`rankstack.rerankers.calibration` (what their own rerankers give); PyTerrier gets the
 reranker's raw score (what IR pipelines fuse and evaluate). Every adapter keeps the framework's
-document objects and metadata and returns them in the reranker's order, cut to ``top_n``.
+document objects and metadata and returns them in the reranker's order, cut to ``top_n``. Each
+takes ``instruction=`` (the task instruction of every query it reranks: see
+:meth:`rankstack.rerankers.base.Reranker.instruct`; Haystack's also per ``run``, PyTerrier's also
+from an ``instruction`` column).
 """
 
 from __future__ import annotations
@@ -25,21 +28,13 @@ from rankstack.rerankers.calibration import relevance_scores
 from rankstack.types import Doc
 
 
-def rerank_texts(reranker, query: str, texts: list[str], top_n: int | None = None) -> list[tuple[int, float]]:
-    """The adapters' core: rerank plain texts and calibrate the scores to [0, 1].
-
-    Args:
-        reranker: any rankstack reranker, or a ``RemoteReranker``.
-        query: the query text.
-        texts: the candidate texts.
-        top_n: keep the best ``top_n`` (None: all).
-
-    Returns:
-        ``(input index, relevance in [0, 1])`` of the kept texts, best first.
-    """
+def rerank_texts(reranker, query: str, texts: list[str], top_n: int | None = None,
+                 instruction: str | None = None) -> list[tuple[int, float]]:
+    """``(input index, relevance in [0, 1])`` of the best ``top_n`` texts, best first (the adapters' core)."""
     if not texts:
         return []
-    ranking = reranker.rerank(query, [Doc(str(i), t) for i, t in enumerate(texts)])
+    docs = [Doc(str(i), t) for i, t in enumerate(texts)]
+    ranking = reranker.rerank(query, docs, instruction=instruction) if instruction else reranker.rerank(query, docs)
     rel = relevance_scores(reranker, ranking)  # over the whole list: rank-based calibrations see every document
     rows = [(int(d.docid), r) for d, r in zip(ranking.docs, rel)]
     return rows if top_n is None else rows[:top_n]

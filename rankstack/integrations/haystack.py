@@ -20,43 +20,24 @@ from rankstack.integrations import rerank_texts
 
 @component
 class RankstackRanker:
-    """A Haystack 2 ranker component: ranks ``documents`` for ``query`` with a rankstack reranker and
-    returns the ``top_k`` best. Each Document keeps its id, content and meta; ``score`` becomes the
-    relevance in [0, 1], as Haystack's rankers set it. Documents without text content are scored
-    on an empty string.
+    """Ranks ``documents`` for ``query`` with ``reranker`` (any rankstack reranker, or a
+    ``RemoteReranker``) and returns the ``top_k`` best (all if None). Each Document keeps its id,
+    content and meta; ``score`` becomes the relevance in [0, 1], as Haystack's rankers set it.
+    Documents without text content are scored on an empty string."""
 
-    Args:
-        reranker: any rankstack reranker, or a ``RemoteReranker``.
-        top_k: documents returned (None: all).
-
-    Raises:
-        ValueError: ``top_k`` < 1.
-    """
-
-    def __init__(self, reranker, top_k: int | None = 10):
+    def __init__(self, reranker, top_k: int | None = 10, instruction: str | None = None):
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         self.reranker = reranker
         self.top_k = top_k
+        self.instruction = instruction
 
     @component.output_types(documents=list[Document])
-    def run(self, query: str, documents: list[Document], top_k: int | None = None):
-        """Rank the documents (Haystack's component entry point).
-
-        Args:
-            query: the query text.
-            documents: Haystack Documents.
-            top_k: overrides the component's ``top_k`` for this call.
-
-        Returns:
-            ``{"documents": [...]}``: copies of the best documents with ``score`` set, best first.
-
-        Raises:
-            ValueError: ``top_k`` < 1.
-        """
+    def run(self, query: str, documents: list[Document], top_k: int | None = None, instruction: str | None = None):
         k = self.top_k if top_k is None else top_k
         if k is not None and k < 1:
             raise ValueError(f"top_k must be >= 1, got {k}")
         texts = [d.content or "" for d in documents]
         return {"documents": [dataclasses.replace(documents[i], score=score)
-                              for i, score in rerank_texts(self.reranker, query, texts, k)]}
+                              for i, score in rerank_texts(self.reranker, query, texts, k,
+                                                           instruction or self.instruction)]}

@@ -35,6 +35,7 @@ class RankstackRerank(BaseDocumentCompressor):
 
     reranker: Any = Field(description="a rankstack reranker (anything with rerank(query, docs))")
     top_n: int | None = Field(default=3, ge=1)
+    instruction: str | None = Field(default=None, description="task instruction of every query")
 
     def compress_documents(self, documents: Sequence[Document], query: str,
                            callbacks: Callbacks | None = None) -> Sequence[Document]:
@@ -50,7 +51,8 @@ class RankstackRerank(BaseDocumentCompressor):
         """
         docs = list(documents)
         out = []
-        for i, score in rerank_texts(self.reranker, query, [d.page_content for d in docs], self.top_n):
+        for i, score in rerank_texts(self.reranker, query, [d.page_content for d in docs], self.top_n,
+                                     self.instruction):
             d = docs[i]
             out.append(Document(page_content=d.page_content, metadata={**d.metadata, "relevance_score": score},
                                 id=d.id))

@@ -33,6 +33,7 @@ class RankstackRerank(BaseNodePostprocessor):
 
     reranker: Any = Field(exclude=True, description="a rankstack reranker (anything with rerank(query, docs))")
     top_n: int | None = Field(default=5, ge=1)
+    instruction: str | None = Field(default=None, description="task instruction of every query")
 
     @classmethod
     def class_name(cls) -> str:
@@ -48,4 +49,5 @@ class RankstackRerank(BaseNodePostprocessor):
             raise ValueError("RankstackRerank needs the query (query_bundle or query_str)")
         texts = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
         return [NodeWithScore(node=nodes[i].node, score=score)
-                for i, score in rerank_texts(self.reranker, query_bundle.query_str, texts, self.top_n)]
+                for i, score in rerank_texts(self.reranker, query_bundle.query_str, texts, self.top_n,
+                                                 self.instruction)]

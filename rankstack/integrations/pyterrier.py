@@ -34,10 +34,13 @@ class RankstackReranker(pt.Transformer):
         text_field: the column holding the passage text.
         corpus: a rankstack ``DocStore`` to read texts from when the frame has no ``text_field``.
         top_n: keep this many per query (all if None).
+        instruction: the task instruction of every query (a frame's ``instruction`` column wins).
     """
 
-    def __init__(self, reranker, text_field: str = "text", corpus: DocStore | None = None, top_n: int | None = None):
+    def __init__(self, reranker, text_field: str = "text", corpus: DocStore | None = None, top_n: int | None = None,
+                 instruction: str | None = None):
         self.reranker, self.text_field, self.corpus, self.top_n = reranker, text_field, corpus, top_n
+        self.instruction = instruction
 
     def __repr__(self) -> str:
         return f"RankstackReranker({self.reranker!r})"
@@ -71,7 +74,8 @@ class RankstackReranker(pt.Transformer):
         run, queries, docs = Run(name="pyterrier"), {}, {}
         for qid, group in frame.groupby("qid", sort=False):
             qid = str(qid)
-            queries[qid] = Query(qid, str(group["query"].iloc[0]))
+            own = group["instruction"].iloc[0] if "instruction" in group.columns else None
+            queries[qid] = Query(qid, str(group["query"].iloc[0]), own if isinstance(own, str) else self.instruction)
             docnos = [str(d) for d in group["docno"]]
             if "score" in group.columns:
                 run[qid] = Ranking(qid, [ScoredDoc(d, float(s)) for d, s in zip(docnos, group["score"])])

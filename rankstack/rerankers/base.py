@@ -9,9 +9,11 @@ engine; the request types are importable from here as well as from the engine.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -79,14 +81,19 @@ class Reranker:
     factory: Callable[[], Reranker] | None = None
     #: the model-specific template in use (:mod:`rankstack.rerankers.templates`), if any
     model_template = None
+    #: how :meth:`instruct` joins an instruction and a query where the prompt has no instruction slot
+    instruction_format = "Instruct: {instruction}\nQuery: {query}"
 
     def __init__(self, backend: Backend | None = None, *, max_doc_tokens: int | None = 512,
                  fusion: Fusion | float | None = None, cache: bool | str | ScoreCache | None = True,
                  chunk_size: int | None = None, progress: bool = True, chunk_tokens: int | None = None,
-                 chunk_stride: int | None = None, aggregate: str = "max"):
+                 chunk_stride: int | None = None, aggregate: str = "max",
+                 instruction: str | None = None):
         from rankstack.rerankers.chunking import Chunking
 
         self.backend = backend
+        #: the instruction of every query that brings none of its own (part of the fingerprint)
+        self.instruction = instruction or None
         self.chunking = Chunking.make(chunk_tokens, chunk_stride, aggregate)
         self.max_doc_tokens = max_doc_tokens
         self.fusion = Fusion(fusion) if isinstance(fusion, (int, float)) and not isinstance(fusion, bool) else fusion
@@ -158,10 +165,23 @@ class Reranker:
                  "backend": self.backend.fingerprint() if self.backend else None, "params": self.params()}
         if self.model_template is not None:
             ident["template"] = self.model_template.id
+        if self.instruction:
+            ident["instruction"] = self.instruction
         return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.backend.fingerprint() if self.backend else ''}, {self.params()})"
+
+    # --- per-query instructions ------------------------------------------------------------------
+    def instruct(self, query: Query) -> Query:
+        """The query as this reranker's prompt sees it, with its instruction (the query's own, else
+        ``self.instruction``). Here, for prompts without an instruction slot (encoders, listwise,
+        setwise ...): joined into the query text by :attr:`instruction_format`, so the instruction
+        is part of every cache key. Pointwise puts it in its template's ``{instruction}`` slot."""
+        instruction = query.instruction or self.instruction
+        if not instruction:
+            return query
+        return Query(query.qid, self.instruction_format.format(instruction=instruction, query=query.text))
 
     # --- document preparation ------------------------------------------------------------------
     def prepare_doc(self, doc: Doc) -> Doc:
@@ -180,7 +200,7 @@ class Reranker:
 
     # --- public API ----------------------------------------------------------------------------
     def rerank(self, query: Query | str, docs: Sequence[Doc | str | ScoredDoc], k: int | None = None,
-               corpus: DocStore | None = None) -> Ranking:
+               corpus: DocStore | None = None, *, instruction: str | None = None) -> Ranking:
         """Rerank one query's candidates.
 
         Args:
@@ -190,6 +210,7 @@ class Reranker:
                 and their scores are what :class:`Fusion` interpolates with).
             k: keep only the best ``k`` (None: all).
             corpus: where ``ScoredDoc`` texts are looked up.
+            instruction: this query's task instruction (see :meth:`instruct`).
 
         Returns:
             The query's :class:`Ranking`, best first (empty for no candidates).
@@ -199,6 +220,8 @@ class Reranker:
                 docid twice.
         """
         q = query if isinstance(query, Query) else Query("q", str(query))
+        if instruction:
+            q = Query(q.qid, q.text, instruction)
         ds, first_scores = candidate_docs(docs, corpus)
         if len({d.docid for d in ds}) != len(ds):
             raise RankstackError("duplicate docids among the candidates")
@@ -208,6 +231,19 @@ class Reranker:
             first = Ranking.from_order(q.qid, [d.docid for d in ds])
         out, _ = rerank_queries(self, {q.qid: q}, {q.qid: ds}, {q.qid: first})
         return out[q.qid].top(k)
+
+    async def rerank_async(self, query: Query | str, docs: Sequence[Doc | str | ScoredDoc], k: int | None = None,
+                           corpus: DocStore | None = None, *, instruction: str | None = None) -> Ranking:
+        """:meth:`rerank` without blocking the event loop: it runs in a worker thread, one call of
+        this reranker at a time (the model is not shared between threads); concurrent awaits queue
+        up. (``rankstack serve`` merges concurrent requests into one pass instead.)"""
+        lock = self.__dict__.setdefault("_async_lock", threading.Lock())
+
+        def run() -> Ranking:
+            with lock:
+                return self.rerank(query, docs, k, corpus, instruction=instruction)
+
+        return await asyncio.to_thread(run)
 
     def rerank_run(self, run: Run | str, queries: Mapping[str, Query], corpus: DocStore, depth: int = 100,
                    name: str | None = None, *, block_queries: int | None = None, engine=None) -> Run:
@@ -268,6 +304,8 @@ class Reranker:
             md["chunking"] = asdict(self.chunking)
         if self.model_template is not None:
             md["template"] = self.model_template.id
+        if self.instruction:
+            md["instruction"] = self.instruction
         return md
 
     def rerank_run_to_file(self, run: Run | str, queries: Mapping[str, Query], corpus: DocStore, out, depth: int = 100,

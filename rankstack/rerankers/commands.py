@@ -40,7 +40,10 @@ def add_reranker_args(p, cache_default: bool = True) -> None:
     p.add_argument("--model", default=None, help="model: alias (smollm2-135m), hub id, local folder, .gguf, "
                                                  "LoRA adapter folder (default: the reranker's own)")
     p.add_argument("--method", default=None, help="pointwise: yesno | score10 | erank | prorank | qlm")
-    p.add_argument("--instruction", default=None, help="replace the prompt's instruction text")
+    p.add_argument("--instruction", default=None,
+                   help="task instruction of every query (Qwen3-Reranker / mxbai style): pointwise puts it in its "
+                        "prompt's instruction slot, other rerankers join it into the query ('Instruct: ...\\nQuery: "
+                        "...'); in the fingerprint and the run's metadata")
     p.add_argument("--fusion-weight", type=float, default=None,
                    help="fuse with the first stage: W * rerank + (1 - W) * first stage (e.g. 0.8)")
     p.add_argument("--fusion-norm", default="zscore", choices=["zscore", "minmax"])
@@ -218,8 +221,9 @@ def cmd_rerank(args) -> int:
     wall = md["wall_seconds"]
     scored = int(md.get("docs", 0))
     fallbacks = {k: v for k, v in md.items() if k.startswith("parse_")}
+    extra = {"instruction": args.instruction} if args.instruction else {}
     meta_path = write_run_metadata(args.out, run_metadata(reranker, md, first_stage=args.run, depth=args.depth,
-                                                                 reranker=described, fingerprint=identity))
+                                                          reranker=described, fingerprint=identity, **extra))
     print(f"reranked {args.run} with {described} on {platform.processor() or platform.machine()}"
           + (f" (Ray, {args.workers} workers)" if args.ray else "") + f" -> {args.out} (+ {meta_path.name})")
     print(f"queries {md.get('queries', 0)}  resumed {md.get('resumed_queries', 0)}  docs scored {scored}  "

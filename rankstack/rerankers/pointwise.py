@@ -27,7 +27,9 @@
   template's head (system prompt + ``Passage:``); the ``qlm_dl19`` benchmark measures it.
 
 Prompts are the versioned templates of :mod:`rankstack.rerankers.prompts.pointwise`;
-``instruction=`` and ``system=`` replace their defaults (both part of the cache fingerprint).
+``instruction=`` and ``system=`` replace their defaults (both part of the cache fingerprint); a
+query's own instruction (``Query.instruction``, ``rerank(..., instruction=)``, the server's
+``instruction`` field) fills the ``{instruction}`` slot for that query alone.
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ class PointwiseReranker(Reranker):
                  yes_forms: tuple[str, ...] | None = None, no_forms: tuple[str, ...] | None = None,
                  ten: str = "two_token", ten_threshold: float = 1e-3, temperature: float = 0.0,
                  max_new_tokens: int = 512, n: int = 1, seed: int | None = 0, **engine):
-        super().__init__(backend, **engine)
+        super().__init__(backend, instruction=instruction, **engine)
         mt = None if isinstance(template, PromptTemplate) else resolve_template("pointwise", backend, template)
         method = method or (mt.options["method"] if mt else "yesno")
         if method not in METHODS:
@@ -156,8 +158,6 @@ class PointwiseReranker(Reranker):
         else:
             self.template = template if isinstance(template, PromptTemplate) else TEMPLATES[method]
         self.slots: dict[str, str] = {}
-        if instruction is not None:
-            self.slots["instruction"] = instruction
         if system is not None:
             self.slots["system"] = system
         self.yes_forms, self.no_forms = tuple(yes_forms), tuple(no_forms)
@@ -178,8 +178,17 @@ class PointwiseReranker(Reranker):
             p["sampling"] = self.sampling
         return p
 
+    def instruct(self, query: Query) -> Query:
+        """A template with an ``{instruction}`` slot takes the query's instruction there (:meth:`prompt`);
+        one without gets it joined into the query text (the base rule)."""
+        return query if "instruction" in self.template.slots else super().instruct(query)
+
     def prompt(self, query: Query, doc: Doc) -> Prompt:
-        return self.template.render(query=query.text, document=doc.text, **self.slots)
+        slots = self.slots
+        instruction = query.instruction or self.instruction
+        if instruction and "instruction" in self.template.slots:
+            slots = {**slots, "instruction": instruction}
+        return self.template.render(query=query.text, document=doc.text, **slots)
 
     # --- the per-query program -------------------------------------------------------------------
     def program(self, query: Query, docs: list[Doc], stats: Counter):

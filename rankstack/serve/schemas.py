@@ -5,17 +5,26 @@
 - Cohere v2 ``POST /v2/rerank``: ``{model, query, documents: [str], top_n, max_tokens_per_doc}``
   -> ``{id, results: [{index, relevance_score}], meta}``.
 - Hugging Face TEI ``POST /rerank``: ``{query, texts, truncate, truncation_direction, raw_scores,
-  return_text}`` -> ``[{index, score, text?}]`` (a bare array).
+  return_text}`` -> ``[{index, score, text?}]`` (a bare array). ``truncate`` is honoured: false (TEI's
+  default) answers 413 for a query or text over the token limits, true cuts them (from the
+  ``truncation_direction`` side).
+- infinity's Cohere-shaped ``POST /rerank`` (the same path, told apart by its body: ``documents``
+  instead of ``texts``): ``{model, query, documents: [str], top_n, return_documents, raw_scores}``
+  -> ``{object, id, created, model, usage: {prompt_tokens, total_tokens}, results: [{index,
+  relevance_score, document?}]}``.
+- ``GET /info``: TEI's model-info shape (what ``tei-client`` reads first).
 
-Every request becomes a :class:`RerankJob` (query, texts, top_n, per-document token cap);
-the batcher answers it with a :class:`Scored` (indices in ranking order, raw scores, relevance
-in [0, 1]) that each API formats in its own shape. Unknown fields are ignored (clients send
-API-specific extras); ``model`` is echoed, not checked: one server serves one model.
-Errors are ``{"error": {"type", "message"}}`` with the HTTP status.
+Every route also takes an extra ``instruction`` field: the query's task instruction
+(:meth:`rankstack.rerankers.base.Reranker.instruct`). Every request becomes a :class:`RerankJob`
+(query, texts, top_n, token caps, instruction); the batcher answers it with a :class:`Scored`
+(indices in ranking order, raw scores, relevance in [0, 1]) that each API formats in its own
+shape. Unknown fields are ignored (clients send API-specific extras); ``model`` is echoed, not
+checked: one server serves one model. Errors: :mod:`rankstack.serve.errors`.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -33,6 +42,10 @@ class RerankJob:
     texts: list[str]
     top_n: int | None = None
     max_tokens_per_doc: int | None = None
+    instruction: str | None = None
+    #: over-long query or texts: cut (True), 413 (False), or the server's default (None)
+    truncate: bool | None = None
+    truncate_left: bool = False
 
 
 @dataclass
@@ -51,6 +64,7 @@ class Scored:
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
+    instruction: StrictStr | None = None
 
 
 # --- Jina /v1/rerank -------------------------------------------------------------------------
@@ -69,7 +83,8 @@ class JinaRerankRequest(_Request):
     return_documents: StrictBool = True
 
     def job(self) -> RerankJob:
-        return RerankJob(self.query, [d if isinstance(d, str) else d.text for d in self.documents], self.top_n)
+        return RerankJob(self.query, [d if isinstance(d, str) else d.text for d in self.documents], self.top_n,
+                         instruction=self.instruction)
 
     def document(self, i: int) -> dict[str, Any]:
         d = self.documents[i]
@@ -91,7 +106,8 @@ class JinaRerankResponse(BaseModel):
     def build(cls, req: JinaRerankRequest, scored: Scored, model: str) -> JinaRerankResponse:
         results = [JinaResult(index=i, relevance_score=rel, document=req.document(i) if req.return_documents else None)
                    for i, _, rel in scored.top(req.top_n)]
-        return cls(model=model, usage={"total_tokens": scored.total_tokens}, results=results)
+        return cls(model=model, usage={"total_tokens": scored.total_tokens, "prompt_tokens": scored.total_tokens},
+                   results=results)
 
 
 # --- Cohere /v2/rerank ------------------------------------------------------------------------
@@ -103,7 +119,8 @@ class CohereRerankRequest(_Request):
     max_tokens_per_doc: PositiveInt | None = None
 
     def job(self) -> RerankJob:
-        return RerankJob(self.query, list(self.documents), self.top_n, self.max_tokens_per_doc)
+        return RerankJob(self.query, list(self.documents), self.top_n, self.max_tokens_per_doc,
+                         instruction=self.instruction)
 
 
 class CohereResult(BaseModel):
@@ -129,12 +146,13 @@ class TEIRerankRequest(_Request):
     query: StrictStr
     texts: list[StrictStr]
     truncate: StrictBool = False
-    truncation_direction: Literal["Right", "right"] = "Right"
+    truncation_direction: Literal["Right", "right", "Left", "left"] = "Right"
     raw_scores: StrictBool = False
     return_text: StrictBool = False
 
     def job(self) -> RerankJob:
-        return RerankJob(self.query, list(self.texts))
+        return RerankJob(self.query, list(self.texts), instruction=self.instruction, truncate=self.truncate,
+                         truncate_left=self.truncation_direction.lower() == "left")
 
 
 class TEIRank(BaseModel):
@@ -149,11 +167,37 @@ def tei_response(req: TEIRerankRequest, scored: Scored) -> list[dict[str, Any]]:
             for i, raw, rel in scored.top(None)]
 
 
-# --- errors ---------------------------------------------------------------------------------------
-class ErrorDetail(BaseModel):
-    type: str
-    message: str
+# --- infinity's Cohere-shaped /rerank ----------------------------------------------------------
+class InfinityRerankRequest(_Request):
+    model: StrictStr | None = None
+    query: StrictStr
+    documents: list[StrictStr]
+    top_n: PositiveInt | None = None
+    return_documents: StrictBool = False
+    raw_scores: StrictBool = False
+
+    def job(self) -> RerankJob:
+        return RerankJob(self.query, list(self.documents), self.top_n, instruction=self.instruction)
 
 
-class ErrorResponse(BaseModel):
-    error: ErrorDetail
+def infinity_response(req: InfinityRerankRequest, scored: Scored, model: str) -> dict[str, Any]:
+    results = []
+    for i, raw, rel in scored.top(req.top_n):
+        row: dict[str, Any] = {"index": i, "relevance_score": raw if req.raw_scores else rel}
+        if req.return_documents:
+            row["document"] = req.documents[i]
+        results.append(row)
+    return {"object": "rerank", "id": str(uuid.uuid4()), "created": int(time.time()), "model": req.model or model,
+            "usage": {"prompt_tokens": scored.total_tokens, "total_tokens": scored.total_tokens}, "results": results}
+
+
+def tei_info(model: str, max_input_length: int | None, max_docs: int, max_queue_requests: int) -> dict[str, Any]:
+    """``GET /info`` in TEI's shape (a reranker: a one-label classifier)."""
+    from rankstack import __version__
+
+    return {"model_id": model, "model_sha": None, "model_dtype": "float32",
+            "model_type": {"reranker": {"id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}},
+            "max_concurrent_requests": max_queue_requests, "max_input_length": max_input_length,
+            "max_batch_tokens": None, "max_batch_requests": None, "max_client_batch_size": max_docs,
+            "auto_truncate": False, "tokenization_workers": 1, "version": f"rankstack-{__version__}", "sha": None,
+            "docker_label": None}

@@ -1,21 +1,49 @@
 """Running the app: a socket bound before the model loads, uvicorn with a drain phase on SIGTERM,
-and malformed HTTP answered with the JSON error body."""
+connections that cannot starve the server, and malformed HTTP answered with the JSON error body.
+
+Connections (:class:`ConnectionLimits`, the ``rankstack serve`` flags):
+
+- ``header_timeout_s``: a request's headers must arrive within this many seconds of its first
+  byte (of the connection's opening, for the first request); else 408 and the connection closes.
+  uvicorn has no such timeout: a socket that never finishes its headers would stay open forever.
+- ``read_timeout_s``: the longest pause while a body is read; then the connection closes (the
+  app sees the client gone: 499).
+- ``keep_alive_s``: an idle keep-alive connection closes after this (uvicorn's).
+- ``max_connections``: open connections at most (also held under the process's file limit,
+  whose soft value is raised to the hard one at start). When full, the connection idle the
+  longest (no request in flight) is closed to make room; only when every one has a request in
+  flight is a new one answered 503. So hundreds of idle sockets never keep ``/health`` from
+  answering. (Queued rerank requests have their own cap: ``max_queue_requests``, 503 +
+  ``Retry-After``.)
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import resource
 import signal
 import socket
 import time
+from dataclasses import dataclass
 
-import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from rankstack.errors import RankstackError
+from rankstack.serve.errors import error_body
 
 log = logging.getLogger(__name__)
+
+FILE_RESERVE = 128  # descriptors kept for the model, caches and logs, below the connection cap
+
+
+@dataclass
+class ConnectionLimits:
+    header_timeout_s: float = 10.0
+    read_timeout_s: float = 30.0
+    keep_alive_s: float = 5.0
+    max_connections: int = 1000
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -58,23 +86,122 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
-class JSONErrorH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol answering a malformed request (negative or non-numeric
-    Content-Length, a bad header line) with the JSON error body instead of plain text."""
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with the connection limits of the module docstring, and a malformed
+    request (negative or non-numeric Content-Length, a bad header line) answered with the JSON
+    error body instead of plain text."""
+
+    limits = ConnectionLimits()
+
+    def connection_made(self, transport) -> None:
+        if len(self.connections) >= self.limits.max_connections and not self._evict_idle():
+            super().connection_made(transport)
+            self._answer_and_close(503, "unavailable", "too many open connections; retry later", b"Retry-After: 1")
+            return
+        super().connection_made(transport)
+        self.last_active = time.monotonic()
+        self._deadline = self.loop.call_later(self.limits.header_timeout_s, self._headers_late)
+
+    def _evict_idle(self) -> bool:
+        """Close the connection idle the longest (no request in flight); False when none is idle."""
+        idle = [c for c in self.connections if getattr(c, "last_active", None) is not None and c._idle()]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda c: c.last_active)
+        oldest.transport.close()
+        self.connections.discard(oldest)
+        return True
+
+    def _idle(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _arm(self, seconds: float, callback) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, callback)
+
+    def _disarm(self) -> None:
+        if getattr(self, "_deadline", None) is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _headers_late(self) -> None:
+        self._deadline = None
+        if self._idle():
+            self._answer_and_close(408, "request_timeout", f"the request headers did not arrive within "
+                                   f"{self.limits.header_timeout_s:g} s")
+
+    def _body_late(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()  # the app's read sees the client gone (499)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
+        waiting_headers = self._idle()
+        if waiting_headers and getattr(self, "_deadline", None) is None:
+            self._arm(self.limits.header_timeout_s, self._headers_late)  # the first byte of the next request
+        super().data_received(data)
+        if not self._idle() and self.cycle is not None:
+            if self.cycle.more_body and not self.cycle.disconnected:
+                self._arm(self.limits.read_timeout_s, self._body_late)
+            else:
+                self._disarm()  # the request is in: the app's timeout takes over
+
+    def on_response_complete(self) -> None:
+        self.last_active = time.monotonic()
+        self._disarm()
+        super().on_response_complete()
+
+    def connection_lost(self, exc) -> None:
+        self._disarm()
+        super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
-        message = "malformed HTTP request (e.g. a negative or non-numeric Content-Length, a bad header line)"
-        body = json.dumps({"error": {"type": "bad_request", "message": message}}).encode()
-        headers = [(b"content-type", b"application/json"), (b"connection", b"close"),
-                   (b"content-length", str(len(body)).encode())]
-        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body),
-                      h11.EndOfMessage()):
-            self.transport.write(self.conn.send(event))
-        self.transport.close()
+        self._answer_and_close(400, "bad_request", "malformed HTTP request (e.g. a negative or non-numeric "
+                               "Content-Length, a bad header line)")
+
+    def _answer_and_close(self, status: int, type: str, message: str, extra: bytes = b"") -> None:
+        body = json.dumps(error_body(type, message)).encode()
+        reason = {400: b"Bad Request", 408: b"Request Timeout", 503: b"Service Unavailable"}[status]
+        head = (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: %d\r\n"
+                % (status, reason, len(body)))
+        if extra:
+            head += extra + b"\r\n"
+        if not self.transport.is_closing():
+            self.transport.write(head + b"\r\n" + body)
+            self.transport.close()
 
 
-def run_server(app, sock: socket.socket, drain_s: float = 60.0, log_level: str = "warning") -> None:
+def raise_file_limit() -> int:
+    """Raise the soft limit on open files to the hard one; returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def protocol_for(limits: ConnectionLimits) -> type[GuardedH11Protocol]:
+    """The protocol class with ``limits``, the connection cap held under the file limit."""
+    soft = raise_file_limit()
+    cap = limits.max_connections
+    if soft != resource.RLIM_INFINITY and cap > soft - FILE_RESERVE:
+        cap = max(16, soft - FILE_RESERVE)
+        log.warning("--max-connections %d is over the open-file limit %d: using %d", limits.max_connections, soft, cap)
+    bound = ConnectionLimits(limits.header_timeout_s, limits.read_timeout_s, limits.keep_alive_s, cap)
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"limits": bound})
+
+
+def run_server(app, sock: socket.socket, drain_s: float = 60.0, log_level: str = "warning",
+               limits: ConnectionLimits | None = None) -> None:
     """Serve ``app`` on ``sock`` until a signal, then drain (see :class:`DrainingServer`)."""
-    config = uvicorn.Config(app, log_level=log_level, http=JSONErrorH11Protocol, lifespan="on",
+    limits = limits or ConnectionLimits()
+    config = uvicorn.Config(app, log_level=log_level, http=protocol_for(limits), lifespan="on",
+                            timeout_keep_alive=max(1, round(limits.keep_alive_s)),
                             timeout_graceful_shutdown=int(drain_s) + 5)
-    DrainingServer(config, app.state, drain_s).run(sockets=[sock])
+    server = DrainingServer(config, app.state, drain_s)
+    app.state.metrics.connections.set_function(lambda: len(server.server_state.connections))
+    server.run(sockets=[sock])

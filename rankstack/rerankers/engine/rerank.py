@@ -41,7 +41,9 @@ def rerank_queries(reranker, queries: Mapping[str, Query], docs: Mapping[str, Se
     from rankstack.rerankers.chunking import query_program
 
     counts: Counter = Counter()
-    programs = {qid: query_program(reranker, queries[qid], list(docs[qid]), counts) for qid in queries if docs[qid]}
+    instruct = getattr(reranker, "instruct", None) or (lambda q: q)  # the query's instruction joined in
+    programs = {qid: query_program(reranker, instruct(queries[qid]), list(docs[qid]), counts)
+                for qid in queries if docs[qid]}
     ranked, stats = run_programs(programs, reranker.execute, cache=reranker.cache, fingerprint=reranker.fingerprint(),
                                  chunk_size=reranker.chunk_size, counts=counts, progress=reranker.progress,
                                  desc=f"rerank {reranker.name}")
