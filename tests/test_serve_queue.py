@@ -55,10 +55,10 @@ def test_batcher_refuses_past_the_queue_limit_and_serves_what_it_took():
             b.submit(RerankJob("q", ["y"]))
         assert b.queued_docs == 6
         rr.gate.set()
-        assert running.result(10).index == [1, 0]  # "bbb" is longer
-        assert len(big.result(10).index) == 6
+        assert running.future.result(10).index == [1, 0]  # "bbb" is longer
+        assert len(big.future.result(10).index) == 6
         assert b.queued_docs == 0
-        b.submit(RerankJob("q", ["z"])).result(10)  # room again
+        b.submit(RerankJob("q", ["z"])).future.result(10)  # room again
     finally:
         rr.gate.set()
         b.close(10)

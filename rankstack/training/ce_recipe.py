@@ -96,28 +96,37 @@ def validate(val: list[str], full, corpus, model_dir: Path) -> dict:
     return out
 
 
-def second_round(cfg, corpus, out: Path, teacher, used: set[str], progress: bool = True) -> dict:
+def second_round(cfg, corpus, out: Path, teacher, used: set[str], steps, progress: bool = True) -> dict:
     """Round 2 into ``out/round2``: queries for ``cfg.n_queries`` passages not sampled in round 1,
-    taught by the round-1 student fused with the teacher; the round-1 student trains on on them.
+    taught by the round-1 student fused with the teacher; the round-1 student trains on them.
+
+    Args:
+        cfg: the recipe's ``DistillConfig``.
+        corpus: the corpus the queries are generated from.
+        out: round 1's folder (its ``model`` is the round-1 student).
+        teacher: round 1's teacher.
+        used: passages round 1 sampled (round 2 draws others).
+        steps: the recipe's steps (``rankstack.training.pipeline.STEPS``: ``backend``, ``generate``,
+            ``held_out``, ``teach``, ``write_summary``), passed in so this module needs no import of it.
+        progress: progress bars.
 
     Returns:
         Round 2's summary (``out/round2/summary.json``).
     """
     from rankstack.rerankers import load_reranker
-    from rankstack.training import pipeline as P
     from rankstack.training.teacher import EnsembleTeacher, RerankerTeacher
 
     r2 = out / "round2"
     r2.mkdir(exist_ok=True)
     summary: dict = {}
-    gen = P._LazyBackend(cfg.generator, cfg.gen_batch_size)
-    syn = P._generate(cfg, corpus, r2, gen, summary, progress, seed=cfg.seed + 1, exclude=used)
-    val = P._held_out(cfg, syn)
+    gen = steps.backend(cfg.generator, cfg.gen_batch_size)
+    syn = steps.generate(cfg, corpus, r2, gen, summary, progress, seed=cfg.seed + 1, exclude=used)
+    val = steps.held_out(cfg, syn)
     student = RerankerTeacher(load_reranker("cross_encoder", model=str(out / "model"), progress=progress),
                               name="round1-student")
     fused = EnsembleTeacher([student, teacher], [0.5, 0.5], name=f"round1-student+{teacher.name}")
-    kept, cands, teacher_run = P._teach(cfg, syn, corpus, r2, fused, summary, progress, exclude=set(val))
+    kept, cands, teacher_run = steps.teach(cfg, syn, corpus, r2, fused, summary, progress, exclude=set(val))
     summary.update(finish_cross_encoder(cfg, kept, val, corpus, r2, (syn, cands, teacher_run),
                                         init=str(out / "model")))
     summary["teacher"] = fused.name
-    return P._write_summary(r2, {"config": {"round": 2}, **summary})
+    return steps.write_summary(r2, {"config": {"round": 2}, **summary})

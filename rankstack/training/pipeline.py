@@ -40,6 +40,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 from rankstack.errors import RankstackError
 from rankstack.rerankers.registry import save_options
@@ -165,7 +166,7 @@ def run_distill(cfg: DistillConfig, out_dir, progress: bool = True) -> dict:
         from rankstack.training.ce_recipe import second_round
 
         summary["round2"] = second_round(cfg, corpus, out, teacher, used={syn.source[q] for q in syn.source},
-                                         progress=progress)
+                                         steps=STEPS, progress=progress)
         _write_summary(out, summary)
     return summary
 
@@ -442,3 +443,7 @@ def agreement(run, grades, source) -> dict:
         out["mrr10_source"] = round(evaluate(run, source, ["RR@10"])["RR@10"], 4)
     return out
 
+
+#: the recipe's steps, as :func:`rankstack.training.ce_recipe.second_round` reruns them
+STEPS = SimpleNamespace(backend=_LazyBackend, generate=_generate, held_out=_held_out, teach=_teach,
+                        write_summary=_write_summary)
