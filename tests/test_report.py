@@ -204,7 +204,7 @@ def test_bad_input_errors(runs, tmp_path, capsys):
         rankstack.report([str(runs["BM25"])], "vaswani")
     bad = tmp_path / "bad.trec"
     bad.write_text("264014 Q0 5611210 1 15.78\n")
-    assert main(["report", str(bad), "--qrels", "dl19", "-o", str(tmp_path / "x.html")]) == 2
+    assert main(["report", str(bad), "--qrels", "dl19", "-o", str(tmp_path / "x.html")]) == 1
     assert "bad.trec:1" in capsys.readouterr().err
 
 
