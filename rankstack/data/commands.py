@@ -31,7 +31,8 @@ def cmd_convert(args) -> int:
     from rankstack.errors import RankstackError, UsageError
 
     kind = {"run": "run", "corpus": "corpus", "topics": "topics", "rankllm": "file"}[args.kind]
-    check_inputs(**{kind: args.input}, topics=args.queries, corpus=args.corpus)
+    check_inputs(**{kind: args.input})
+    check_inputs(topics=args.queries, corpus=args.corpus)
     if Path(args.output).is_dir():
         raise RankstackError(f"{args.output}: is a folder; give the file to write")
     named = is_dataset_name(args.input)
