@@ -76,7 +76,7 @@ def cmd_demo(args) -> int:
         fs = fallback_share(run.metadata, name)
         extra[name] = {"s/query": f"{secs / max(1, len(queries)):.2f}", "cache hits": str(run.metadata.get("cache_hits", 0)),
                        "repairs": str(sum(counts.values())),
-                       "fell back": f"{fs.share:.0%}" if fs and fs.outputs else "-"}
+                       "fell back": f"{fs.share:.0%}" if fs and fs.outputs and getattr(rr, "backend", None) else "-"}
         warnings.append(fallback_warning(run.metadata, name))
         rr.fusion = Fusion(0.8, "zscore")
         fused = rr.rerank_run(first, queries, ds.corpus, depth=args.depth)  # all cached: fusion only

@@ -84,5 +84,7 @@ def fallback_warning(metadata: Mapping[str, Any] | None, method: str | None = No
     fs = fallback_share(metadata, method)
     if fs is None or fs.share <= threshold:
         return None
-    return (f"{fs.method}: {fs.text()} model outputs fell back (unparsable output scored by the method's "
-            f"fallback); this ranking is mostly the fallback's, not the model's: try a larger model or another method")
+    detail = ", ".join(f"{k} {v}" for k, v in fs.counts.items())
+    return (f"{fs.method}: {fs.fell_back} of {fs.outputs} model outputs ({fs.share:.0%}) fell back ({detail}): "
+            "unparsable output scored by the method's fallback, so this ranking is mostly the fallback's, not the "
+            "model's; try a larger model or another method")

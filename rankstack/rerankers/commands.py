@@ -150,12 +150,23 @@ def reranker_from_args(args):
     pos, options = reranker_spec(args)
     if args.model:
         check_model(args.model)
+    if getattr(args, "no_progress", False):
+        _quiet_model_loading()
     if len(pos) == 2 and args.threads:  # a reranker without a backend runs torch itself
         set_torch_threads(args.threads)
     try:
         return load_reranker(*pos, **options)
     except TypeError as e:  # an option this reranker does not take (e.g. --method for listwise)
         raise UsageError(f"reranker {args.reranker!r}: {e}") from e
+
+
+def _quiet_model_loading() -> None:
+    """``--no-progress``: no progress bars from transformers' model loading either."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.disable_progress_bar()
 
 
 def run_metadata(built, metadata: dict, **extra) -> dict:
@@ -235,7 +246,8 @@ def cmd_rerank(args) -> int:
     try:
         md = rerank_to_file(job, args.out, identity=identity, tag=tag, engine=engine, resume=not args.no_resume)
     except KeyboardInterrupt:
-        raise Interrupted(f"interrupted after {_done_queries(args.out)} queries (in {args.out}); "
+        n = _done_queries(args.out)
+        raise Interrupted(f"interrupted after {n} quer{'y' if n == 1 else 'ies'} (in {args.out}); "
                           "rerun the same command to resume") from None
     meta_path = write_run_metadata_for(args, reranker, md, described, identity)
     print_summary(args, reranker, md, tag, meta_path)
@@ -286,7 +298,7 @@ def _print_eval(args, run_path, tag: str) -> None:
     from rankstack.eval.commands import eval_table
 
     out = read_run(args.out)
-    first = read_run(run_path).top(args.depth)
+    first = read_run(run_path)  # whole lists: the reranked run keeps the first stage's rest below its top DEPTH
     first = type(first)((first[q] for q in out if q in first), name=first.name)
     table, _ = eval_table({"first stage": first, tag: out}, args.qrels, ["nDCG@10"], baseline="first stage",
                           missing_as_zero=args.missing_as_zero)
