@@ -129,8 +129,8 @@ def reranker_spec(args) -> tuple[tuple, dict]:
     for key in ("device", "dtype", "threads", "batch_size", "max_batch_tokens", "base_url", "gpu_memory_utilization",
                 "max_model_len", "tensor_parallel_size"):
         val = getattr(args, key, None)
-        if val is None:
-            continue
+        if val is None or key == "threads" and getattr(args, "threads_auto", False) and getattr(args, "ray", None):
+            continue  # Ray actors take their threads from --cpus-per-worker, not from this machine's load
         if key not in accepted.get(args.backend, ()):
             if key == "threads" and getattr(args, "threads_auto", False):
                 continue  # chosen for this machine, not asked for: nothing to refuse
