@@ -127,7 +127,7 @@ def cmd_index(args) -> int:
         raise RankstackError(f"{out}: is a file; the index is a folder")
     if args.collection:
         if (args.backend or "lucene") != "lucene":
-            raise RankstackError(f"--collection indexes with Lucene: it does not go with --backend {args.backend}")
+            raise UsageError(f"--collection indexes with Lucene: it does not go with --backend {args.backend}")
         args.backend = "lucene"
     if (args.backend or "bm25s") != "lucene" and out.exists() and any(out.iterdir()):
         if not args.overwrite:
