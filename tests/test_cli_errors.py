@@ -98,7 +98,6 @@ def test_each_command_bad_input_is_one_line(tmp_path, data_dir):
         labels.append((" ".join(argv[:2]), "other", code, text))
     cases.append(["index", str(folder), str(tmp_path / "idx2")])
     labels.append(("index", "folder", 1, "holds no .html files"))
-    t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", DRIVER], input=json.dumps(cases), capture_output=True, text=True,
                           env=_env(), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -107,8 +106,7 @@ def test_each_command_bad_input_is_one_line(tmp_path, data_dir):
         lines = err.splitlines()
         assert len(lines) == 1, (name, kind, err)
         assert rc == code and text in lines[0] and lines[0].startswith("rankstack "), (name, kind, rc, err)
-        assert "Traceback" not in err
-    assert time.perf_counter() - t0 < 120  # inputs are checked before any model loads
+        assert "Traceback" not in err and "Loading weights" not in err  # inputs checked before any model loads
 
 
 def test_verbose_shows_the_traceback(tmp_path):
