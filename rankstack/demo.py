@@ -19,7 +19,7 @@ def add_parsers(sub) -> None:
                         "(the label-free cross-encoder the recipe trains on the dataset's corpus once, cached; "
                         "student:DIR for your own); each also shown fused with BM25, w=0.8 z-score; the others "
                         "run --model")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the cores free at start)")
     p.add_argument("--queries-limit", type=int, default=None, help="only the first N judged queries (a quick look)")
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--save-runs", default=None, metavar="DIR",
@@ -30,12 +30,21 @@ def add_parsers(sub) -> None:
 def cmd_demo(args) -> int:
     """BM25 (the dataset's run, or bm25s over its corpus) -> rerankers -> one nDCG table."""
     from rankstack.data.datasets import load_dataset
+    from rankstack.errors import UsageError
     from rankstack.eval import evaluate, format_table
-    from rankstack.hardware import describe
-    from rankstack.rerankers import Fusion, load_reranker
+    from rankstack.eval.fallbacks import fallback_share, fallback_warning
+    from rankstack.hardware import describe, set_torch_threads, threads_note
+    from rankstack.rerankers import Fusion
     from rankstack.types import Run
 
-    ds = load_dataset(args.dataset)
+    for flag, val in (("--depth", args.depth), ("--queries-limit", args.queries_limit)):
+        if val is not None and val <= 0:
+            raise UsageError(f"{flag} must be > 0, got {val}")
+    specs = [n.strip() for n in args.rerankers.split(",") if n.strip()]
+    if not specs:
+        raise UsageError("--rerankers names no reranker")
+    ds = load_dataset(args.dataset)  # an unknown name fails here, in a second, listing the known ones
+    set_torch_threads(args.threads)
     queries = ds.judged_queries
     if args.queries_limit:
         queries = dict(list(queries.items())[: args.queries_limit])
@@ -56,43 +65,38 @@ def cmd_demo(args) -> int:
     save = _RunSaver(args.save_runs)
     save("BM25", first)
     extra: dict[str, dict[str, str]] = {"BM25": {}}
-    backend = None
-    notes: list[str] = []
-    for spec in [n.strip() for n in args.rerankers.split(",") if n.strip()]:
-        name, _, model = spec.partition(":")
-        kind, _, method = name.partition("-") if name.startswith("pointwise-") else (name, "", "")
-        opts = {"method": method} if method else {}
-        if name == "student":
-            model, note = _student(args, model)
-            notes.append(note)
-            rr = load_reranker("cross_encoder", model=model, cache=not args.no_cache, progress=True)
-        elif model:
-            rr = load_reranker(kind, model=model, cache=not args.no_cache, progress=True, **opts)
-        else:
-            rr = load_reranker(kind, model=args.model, backend=backend or "hf",
-                               backend_options={"threads": args.threads} if args.threads else None,
-                               cache=not args.no_cache, **opts)
-            backend = getattr(rr, "backend", None) or backend
+    loader = _Loader(args)
+    warnings = []
+    notes = loader.notes
+    for spec in specs:
+        name, rr = loader(spec)
         t0 = time.perf_counter()
         run = rr.rerank_run(first, queries, ds.corpus, depth=args.depth)
         secs = time.perf_counter() - t0
         per[name] = evaluate(run, qrels, measures, rel=ds.rel, per_query=True)
         save(name, run, rr)
         counts = {k: v for k, v in run.metadata.items() if k.startswith(("parse_", "fallback"))}
+        fs = fallback_share(run.metadata, name)
         extra[name] = {"s/query": f"{secs / max(1, len(queries)):.2f}", "cache hits": str(run.metadata.get("cache_hits", 0)),
-                       "repairs": str(sum(counts.values()))}
+                       "repairs": str(sum(counts.values())),
+                       "fell back": f"{fs.share:.0%}" if fs and fs.outputs and getattr(rr, "backend", None) else "-"}
+        warnings.append(fallback_warning(run.metadata, name))
         rr.fusion = Fusion(0.8, "zscore")
         fused = rr.rerank_run(first, queries, ds.corpus, depth=args.depth)  # all cached: fusion only
         per[f"{name}+BM25 (0.8)"] = evaluate(fused, qrels, measures, rel=ds.rel, per_query=True)
         save(f"{name}+BM25 (0.8)", fused, rr)
+    backend = loader.backend
     dtype = str(getattr(backend, "dtype", "")).replace("torch.", "")
     print(f"dataset {args.dataset} ({len(queries)} judged queries), first stage: {source}, depth {args.depth}, "
-          f"model {args.model}{f' ({dtype})' if dtype else ''}, {describe()}")
+          + (f"model {args.model}{f' ({dtype})' if dtype else ''}, " if backend is not None else "")
+          + f"{threads_note(args.threads, getattr(args, 'threads_auto', False))}, {describe()}")
     print(format_table(per, baseline="BM25", extra=extra))
     for note in notes:
         print(note)
     if args.save_runs:
         print(f"runs written to {args.save_runs}/: {', '.join(save.files)}")
+    for w in filter(None, warnings):
+        log.warning(w)
     return 0
 
 
@@ -111,6 +115,42 @@ def _student(args, folder: str) -> tuple[str, str]:
                        f"{gen.get('sampled', '?')} passages, {flt.get('kept', '?')} kept, teacher "
                        f"{summ.get('config', {}).get('teacher')}, {tr.get('pairs_per_second', '?')} pairs/s"
                        + (f"; made in {cost / 60:.1f} min" if cost else "") + f"; cached in {path.parent}")
+
+
+class _Loader:
+    """Builds the demo's rerankers: ``NAME:MODEL`` with its own model; a reranker that runs its own
+    model (dense, cross_encoder, mvp) with its default model; the others on ``--model``, sharing
+    one backend."""
+
+    def __init__(self, args):
+        self.args, self.backend = args, None
+        self.notes: list[str] = []  # how each student was made, printed under the table
+
+    def __call__(self, spec: str):
+        from rankstack.errors import UsageError
+        from rankstack.rerankers import load_reranker
+        from rankstack.rerankers.registry import reranker_class
+
+        args = self.args
+        name, _, model = spec.partition(":")
+        kind, _, method = name.partition("-") if name.startswith("pointwise-") else (name, "", "")
+        opts = {"method": method} if method else {}
+        if name == "student":
+            model, note = _student(args, model)
+            self.notes.append(note)
+            return name, load_reranker("cross_encoder", model=model, cache=not args.no_cache, progress=True)
+        try:
+            cls = reranker_class(kind)
+        except Exception as e:  # an unknown name is a usage error, said before any model loads
+            raise UsageError(str(e)) from None
+        if model or not getattr(cls, "uses_backend", True):
+            own = {"model": model} if model else {}
+            return name, load_reranker(kind, cache=not args.no_cache, progress=True, **own, **opts)
+        rr = load_reranker(kind, model=args.model, backend=self.backend or "hf",
+                           backend_options={"threads": args.threads} if args.threads else None,
+                           cache=not args.no_cache, **opts)
+        self.backend = getattr(rr, "backend", None) or self.backend
+        return name, rr
 
 
 class _RunSaver:

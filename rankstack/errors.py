@@ -42,3 +42,11 @@ class DatasetNotFoundError(RankstackError, FileNotFoundError):
 
 class IndexMismatchError(RankstackError, ValueError):
     """An index folder was written by another backend or format version."""
+
+
+class UsageError(RankstackError, ValueError):
+    """An option or argument has a value the command cannot use (``--depth 0``): exit code 2."""
+
+
+class Interrupted(RankstackError):
+    """Ctrl-C during a command; the message says what was kept (``interrupted after N queries; ...``)."""

@@ -64,9 +64,26 @@ class ModelSource:
         return self.gguf_file or Path(self.path).name or self.path
 
 
+def looks_like_path(spec: str) -> bool:
+    """``./my-model``, ``../m``, ``/abs/m``, ``~/m``, ``runs/pw/model``: a local path, not a hub id
+    (``org/name``: one slash, no dot or tilde first)."""
+    s = str(spec)
+    return s.startswith((".", "/", "~")) or s.count("/") > 1 or os.sep != "/" and os.sep in s
+
+
+def check_model(spec: str) -> None:
+    """Fail in one line when a model given as a local path does not exist (before anything loads)."""
+    if spec in ALIASES or not looks_like_path(spec) or Path(spec).expanduser().exists():
+        return
+    what = "file" if str(spec).endswith(".gguf") else "folder"
+    raise RankstackError(f"model {spec}: the {what} does not exist (a model is a local folder, a .gguf file, a hub id "
+                         f"such as HuggingFaceTB/SmolLM2-135M-Instruct, or an alias: {', '.join(ALIASES)})")
+
+
 def resolve(spec: str) -> ModelSource:
     if spec in ALIASES:
         spec = ALIASES[spec]()
+    check_model(spec)
     p = Path(spec)
     if p.suffix == ".gguf":
         if not p.exists():

@@ -50,7 +50,8 @@ def test_rerank_user_errors(tmp_path, capsys, data_dir):
     assert "does not apply" in capsys.readouterr().err
     assert main(base + ["--reranker", "cross_encoder", "--model", "minilm-l6", "--fusion-weight", "2"]) == 2
     assert main(["rerank", "--run", str(tmp_path / "missing.trec"), "--queries", "dl19", "--corpus", "dl19",
-                 "--out", str(tmp_path / "y.trec")]) == 2
+                 "--out", str(tmp_path / "y.trec")]) == 1  # an error, not a usage error
+    assert "no such file" in capsys.readouterr().err
 
 
 def test_rerank_option_passes_through(tmp_path, capsys, data_dir):

@@ -7,6 +7,7 @@ import pytest
 from rankstack.cli import main
 from rankstack.data import read_qrels, read_run
 from rankstack.data.trec import qrels_to_ir_measures
+from rankstack.errors import RankstackError
 from rankstack.eval import compare, evaluate, paired_ttest
 from rankstack.types import Ranking, Run
 
@@ -48,14 +49,23 @@ def test_rel2_values_agree_with_a_second_tool(data_dir):
     assert round(uncut, 4) == 0.7036 > 0.7024
 
 
-def test_missing_query_counts_zero(data_dir):
+def test_missing_query_left_out_or_zero(data_dir, caplog):
     run = read_run(data_dir / "dl19/bm25.trec")
     qrels = read_qrels(data_dir / "dl19/qrels.txt")
     full = evaluate(run, qrels, ["nDCG@10"], per_query=True)["nDCG@10"]
-    dropped = Run({q: r for q, r in list(run.items())[1:]})
-    part = evaluate(dropped, qrels, ["nDCG@10"])["nDCG@10"]
+    dropped = Run({q: r for q, r in list(run.items())[1:]}, name="dropped")
     first = next(iter(run))
-    assert part == pytest.approx((sum(full.values()) - full[first]) / 43)
+    with caplog.at_level("WARNING"):
+        part = evaluate(dropped, qrels, ["nDCG@10"])["nDCG@10"]  # default: the 42 judged queries it holds
+    assert part == pytest.approx((sum(full.values()) - full[first]) / 42)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "dropped holds 42 of the 43 judged queries" in warned[0] and first in warned[0]
+    zero = evaluate(dropped, qrels, ["nDCG@10"], missing_as_zero=True)["nDCG@10"]  # TREC's convention
+    assert zero == pytest.approx((sum(full.values()) - full[first]) / 43)
+    per = evaluate(dropped, qrels, ["nDCG@10"], per_query=True, missing_as_zero=True)["nDCG@10"]
+    assert len(per) == 43 and per[first] == 0.0
+    with pytest.raises(RankstackError, match="no run holds a judged query"):
+        evaluate(Run({}), qrels, ["nDCG@10"])
 
 
 def test_perfect_ranking_scores_one():
@@ -98,7 +108,7 @@ def test_cli_eval_bad_run_names_file_and_line(tmp_path, data_dir, capsys):
     bad = tmp_path / "bad.trec"
     bad.write_text("264014 Q0 5611210 1 15.78\n")
     rc = main(["eval", str(bad), "--qrels", str(data_dir / "dl19/qrels.txt")])
-    assert rc == 2
+    assert rc == 1
     assert "bad.trec:1" in capsys.readouterr().err
 
 
@@ -111,3 +121,24 @@ def test_cli_convert_rankllm(data_dir, tmp_path):
     back = tmp_path / "back.json"
     assert main(["convert", "run", str(out), str(back), "--to", "rankllm", "--queries", "dl19", "--corpus", "dl19"]) == 0
     assert back.stat().st_size > 1_000_000
+
+
+def test_cli_eval_partial_run_scores_what_it_holds(data_dir, tmp_path, capsys):
+    """A 5-query run: scored on its 5 judged queries with a note naming the 38 left out (not a 43-query
+    mean with 38 zeros); --missing-as-zero gives TREC's number; a dataset name is a run too."""
+    from rankstack.data.trec import write_run
+
+    run = read_run(data_dir / "dl19/bm25.trec")
+    part = tmp_path / "part.trec"
+    write_run(Run({q: run[q] for q in list(run)[:5]}), part)
+    qrels = read_qrels(data_dir / "dl19/qrels.txt")
+    held = evaluate(Run({q: run[q] for q in list(run)[:5]}), qrels, ["nDCG@10"])["nDCG@10"]
+    assert main(["eval", str(part), "--qrels", "dl19"]) == 0
+    out = capsys.readouterr().out
+    assert f"{held:.4f}" in out and "5 queries" in out
+    assert "note: part.trec holds 5 of the 43 judged queries" in out and "left out 38" in out
+    assert main(["eval", str(part), "dl19", "--qrels", "dl19", "--missing-as-zero"]) == 0
+    out = capsys.readouterr().out
+    assert "43 queries" in out and f"{held * 5 / 43:.4f}" in out and "0.5058" in out
+    table = compare({"part": Run({q: run[q] for q in list(run)[:5]}), "bm25": run}, qrels, ["nDCG@10"])
+    assert "5 queries" in table and "note: the runs hold different judged queries: part lacks 38" in table

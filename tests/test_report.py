@@ -204,7 +204,7 @@ def test_bad_input_errors(runs, tmp_path, capsys):
         rankstack.report([str(runs["BM25"])], "vaswani")
     bad = tmp_path / "bad.trec"
     bad.write_text("264014 Q0 5611210 1 15.78\n")
-    assert main(["report", str(bad), "--qrels", "dl19", "-o", str(tmp_path / "x.html")]) == 2
+    assert main(["report", str(bad), "--qrels", "dl19", "-o", str(tmp_path / "x.html")]) == 1
     assert "bad.trec:1" in capsys.readouterr().err
 
 
@@ -279,7 +279,7 @@ def test_browser_check_catches_errors(tmp_path):
 def test_demo_save_runs_then_report(data_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RANKSTACK_RERANK_CACHE", str(tmp_path / "c.sqlite"))
     out = tmp_path / "runs"
-    assert main(["demo", "--rerankers", "dense", "--model", "minilm-l6", "--depth", "5", "--queries-limit", "3",
+    assert main(["demo", "--rerankers", "dense", "--depth", "5", "--queries-limit", "3",  # dense runs its own MiniLM, not --model (the LLM)
                  "--threads", "1", "--save-runs", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["BM25.trec", "dense+BM25_0.8.trec", "dense+BM25_0.8.trec.meta.json",
                                                     "dense.trec", "dense.trec.meta.json"]

@@ -223,18 +223,18 @@ def test_cli_errors(tmp_path, capsys, data_dir):
     c = tmp_path / "c.jsonl"
     c.write_text("\n".join(json.dumps({"docid": d.docid, "text": d.text}) for d in DOCS) + "\n")
     assert main(["index", str(c), idx]) == 0
-    assert main(["index", str(c), idx]) == 2  # exists, no --overwrite
+    assert main(["index", str(c), idx]) == 1  # exists, no --overwrite
     assert "exists" in capsys.readouterr().err
-    assert main(["retrieve", "--index", idx, "--queries", "cacm", "-k", "0", "-o", str(tmp_path / "r")]) == 2
+    assert main(["retrieve", "--index", idx, "--queries", "cacm", "-k", "0", "-o", str(tmp_path / "r")]) == 2  # usage
     assert "k must be a positive integer" in capsys.readouterr().err
-    assert main(["retrieve", "--index", idx, "--backend", "dense", "--queries", "cacm", "-o", str(tmp_path / "r")]) == 2
+    assert main(["retrieve", "--index", idx, "--backend", "dense", "--queries", "cacm", "-o", str(tmp_path / "r")]) == 1
     assert "holds a 'bm25s' index" in capsys.readouterr().err
     t = tmp_path / "dup.tsv"
     t.write_text("1\tcat\n1\tdog\n")
-    assert main(["retrieve", "--corpus", str(c), "--queries", str(t), "-o", str(tmp_path / "r")]) == 2
+    assert main(["retrieve", "--corpus", str(c), "--queries", str(t), "-o", str(tmp_path / "r")]) == 1
     assert "appears twice" in capsys.readouterr().err
     e = tmp_path / "empty.jsonl"
     e.write_text("")
-    assert main(["index", str(e), str(tmp_path / "e")]) == 2
+    assert main(["index", str(e), str(tmp_path / "e")]) == 1
     assert "empty" in capsys.readouterr().err
-    assert main(["fuse", str(tmp_path / "r"), "-o", str(tmp_path / "f")]) == 2
+    assert main(["fuse", str(tmp_path / "r"), "-o", str(tmp_path / "f")]) == 2  # usage: one run

@@ -159,8 +159,14 @@ def test_lucene_index_from_trec_corpus_and_cli(tmp_path, capsys):
     run = r.retrieve([Query("q1", "cats"), Query("q2", "finance")], k=10)
     assert set(run["q1"].docids) == {"d1", "d3"}  # Porter: cats -> cat
     assert run["q2"].docids == ["d2"]  # the title is indexed
+    again = LuceneRetriever.from_corpus(docs, tmp_path / "idx")  # the same documents: the index is reused
+    assert again.retrieve([Query("q1", "cats")], k=10)["q1"].docids == run["q1"].docids
+    with pytest.raises(RankstackError, match="other documents"):
+        LuceneRetriever.from_corpus(docs[:2], tmp_path / "idx")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x.txt").write_text("mine")
     with pytest.raises(RankstackError, match="exists and is not empty"):
-        LuceneRetriever.from_corpus(docs, tmp_path / "idx")
+        LuceneRetriever.from_corpus(docs, tmp_path / "other")
     with pytest.raises(RankstackError, match="empty"):
         LuceneRetriever.from_corpus([], tmp_path / "idx2")
     (tmp_path / "q.tsv").write_text("q1\tcats\n")

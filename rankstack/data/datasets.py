@@ -7,14 +7,25 @@ Where the files are looked for, in order:
    ``mirror=``, any URL urllib reads: https://, file://), or, with ``ir_datasets`` installed,
    the collection's official source through ir_datasets.
 Offline with no local copy, :class:`DatasetNotFoundError` says what to set.
+
+Every command's input (a run, qrels, topics, a corpus) is a file or one of these names:
+:func:`check_input` says in one line what is wrong with one (no such file, a folder, not
+readable, an unknown name with the known ones listed) before anything slow starts.
+
+``RANKSTACK_QUICK=1`` (for trying a snippet or a command in seconds, and the docs' snippet
+tests): every named dataset loads as a miniature: its first 2 judged queries, their qrels, the
+first-stage run's top 5 for them, and a corpus of those passages, the queries' judged passages
+and the collection's first 100 documents. Files given by path are read as they are.
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import shutil
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,6 +90,24 @@ class Dataset:
     def judged_queries(self) -> dict[str, Query]:
         return {q: v for q, v in self.queries.items() if q in self.qrels}
 
+    def subset(self, queries: int | Iterable[str]) -> Dataset:
+        """The same dataset for fewer queries: the first ``queries`` judged ones (an int) or the
+        qids given. Queries, qrels and the first-stage run are cut; the corpus is shared.
+
+            ds = rankstack.load_dataset("dl19").subset(5)     # 5 queries, their BM25 top-100
+        """
+        if isinstance(queries, int):
+            qids = list(self.judged_queries)[: max(0, queries)]
+        else:
+            qids = [str(q) for q in queries]
+            unknown = [q for q in qids if q not in self.queries]
+            if unknown:
+                raise RankstackError(f"dataset {self.name!r} has no query {unknown[0]!r}")
+        keep = set(qids)
+        run = Run({q: r for q, r in self.run.items() if q in keep}, name=self.run.name) if self.run else None
+        return Dataset(self.name, {q: self.queries[q] for q in qids}, {q: self.qrels[q] for q in qids if q in self.qrels},
+                       self.corpus_path, run, self.rel, self.corpus_format, self._corpus)
+
 
 def dataset_dir(name: str) -> Path | None:
     """The local folder holding every file of a named dataset.
@@ -104,7 +133,61 @@ def _spec(name: str) -> DatasetSpec:
     try:
         return SPECS[name]
     except KeyError:
-        raise RankstackError(f"unknown dataset {name!r}; known: {', '.join(SPECS)}") from None
+        raise RankstackError(f"unknown dataset {name!r}{_did_you_mean(name)}; known: {', '.join(SPECS)}") from None
+
+
+def _did_you_mean(arg: str) -> str:
+    close = difflib.get_close_matches(str(arg), list(SPECS), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _no_copy(name: str) -> DatasetNotFoundError:
+    spec = _spec(name)
+    return DatasetNotFoundError(
+        f"dataset {name!r}: no local copy and no mirror. Set RANKSTACK_DATA to a folder holding {name}/"
+        f" ({', '.join(spec.files)}), or RANKSTACK_DATA_MIRROR to a URL with that layout"
+        + (", or install ir_datasets (online) and call load_dataset(..., source='ir_datasets')" if spec.ir_datasets_id else ""))
+
+
+def is_dataset_name(arg) -> bool:
+    """``arg`` names a dataset (and no file of that name is in the way)."""
+    return isinstance(arg, str) and arg in SPECS and not os.path.exists(arg)
+
+
+#: what each kind of input is called in messages, and whether a folder can be one
+_KINDS = {"run": ("run", False), "qrels": ("qrels", False), "topics": ("topics", False),
+          "corpus": ("corpus", True), "file": ("input", False)}
+
+
+def check_input(arg, kind: str = "file") -> None:
+    """Fail now, in one line, when ``arg`` cannot be read as ``kind`` (run, qrels, topics,
+    corpus): neither an existing file (a corpus may be a folder) nor a known dataset name, a
+    folder where a file belongs, unreadable, or a dataset without a local copy or mirror."""
+    what, folder_ok = _KINDS[kind]
+    if is_dataset_name(arg):
+        spec = _spec(arg)
+        if kind == "run" and spec.run is None:
+            raise RankstackError(f"dataset {arg!r} ships no first-stage run; retrieve one (rankstack retrieve)")
+        if dataset_dir(arg) is None and not os.environ.get("RANKSTACK_DATA_MIRROR"):
+            raise _no_copy(arg)
+        return
+    p = Path(arg)
+    if not p.exists():
+        raise RankstackError(f"{what} {str(arg)!r}: no such file, and not a dataset name{_did_you_mean(arg)} "
+                             f"(known: {', '.join(SPECS)})")
+    if p.is_dir() and not folder_ok:
+        raise RankstackError(f"{what} {arg}: is a folder, not a {what} file")
+    if not os.access(p, os.R_OK):
+        raise RankstackError(f"{what} {arg}: permission denied")
+
+
+def check_inputs(**inputs) -> None:
+    """:func:`check_input` for each ``kind=arg`` given (None skipped), e.g.
+    ``check_inputs(run=args.run, topics=args.queries, corpus=args.corpus, qrels=args.qrels)``."""
+    for kind, arg in inputs.items():
+        for one in arg if isinstance(arg, (list, tuple)) else [arg]:
+            if one is not None:
+                check_input(one, kind)
 
 
 def download(name: str, mirror: str | None = None, dest: Path | None = None) -> Path:
@@ -124,11 +207,7 @@ def download(name: str, mirror: str | None = None, dest: Path | None = None) -> 
     spec = _spec(name)
     mirror = mirror or os.environ.get("RANKSTACK_DATA_MIRROR")
     if not mirror:
-        raise DatasetNotFoundError(
-            f"dataset {name!r}: no local copy and no mirror. Set RANKSTACK_DATA to a folder holding {name}/"
-            f" ({', '.join(spec.files)}), or RANKSTACK_DATA_MIRROR to a URL with that layout"
-            + (", or install ir_datasets (online) and call load_dataset(..., source='ir_datasets')" if spec.ir_datasets_id else "")
-        )
+        raise _no_copy(name)
     dest = dest or cache_root() / "datasets" / name
     dest.mkdir(parents=True, exist_ok=True)
     for f in spec.files:
@@ -170,6 +249,8 @@ def load_dataset(name: str, source: str = "auto", mirror: str | None = None) -> 
             ``local``, ``mirror`` or ``ir_datasets`` (online).
         mirror: the mirror URL (default ``$RANKSTACK_DATA_MIRROR``).
 
+    With ``RANKSTACK_QUICK=1`` set, a miniature of it (the module docstring).
+
     Returns:
         The :class:`Dataset`: ``queries``, ``qrels``, ``corpus`` (a ``DocStore``, opened on first
         use), ``run`` (the shipped first-stage run, if any), ``rel`` (the binary-relevance cut)
@@ -180,7 +261,7 @@ def load_dataset(name: str, source: str = "auto", mirror: str | None = None) -> 
     """
     spec = _spec(name)
     if source == "ir_datasets":
-        return _from_ir_datasets(spec)
+        return _quick(_from_ir_datasets(spec))
     d = dataset_dir(name) if source in ("auto", "local") else None
     if d is None:
         if source == "local":
@@ -189,7 +270,30 @@ def load_dataset(name: str, source: str = "auto", mirror: str | None = None) -> 
     queries = read_topics(d / spec.queries, spec.topic_format)
     qrels = read_qrels(d / spec.qrels)
     run = read_run(d / spec.run) if spec.run else None
-    return Dataset(name, queries, qrels, d / spec.corpus, run, spec.rel, spec.corpus_format)
+    return _quick(Dataset(name, queries, qrels, d / spec.corpus, run, spec.rel, spec.corpus_format))
+
+
+#: RANKSTACK_QUICK's miniature: judged queries, first-stage depth, extra corpus documents
+QUICK_QUERIES, QUICK_DEPTH, QUICK_DOCS = 2, 5, 100
+
+
+def quick_mode() -> bool:
+    """``RANKSTACK_QUICK`` is set (to anything but empty or 0)."""
+    return os.environ.get("RANKSTACK_QUICK", "") not in ("", "0")
+
+
+def _quick(ds: Dataset) -> Dataset:
+    if not quick_mode():
+        return ds
+    small = ds.subset(QUICK_QUERIES)
+    if small.run is not None:
+        small.run = small.run.top(QUICK_DEPTH)
+    keep = {d for r in (small.run or {}).values() for d in r.docids} | {d for j in small.qrels.values() for d in j}
+    docs = [doc for i, doc in enumerate(ds.corpus) if doc.docid in keep or i < QUICK_DOCS]
+    small._corpus = InMemoryDocStore(docs, source=f"{ds.name} (RANKSTACK_QUICK)")
+    log.warning("RANKSTACK_QUICK: dataset %s cut to %d queries, top %d, %d documents", ds.name, len(small.queries),
+                QUICK_DEPTH, len(docs))
+    return small
 
 
 def resolve_queries(arg: str) -> dict[str, Query]:
@@ -201,7 +305,8 @@ def resolve_queries(arg: str) -> dict[str, Query]:
     Returns:
         ``{qid: Query}``.
     """
-    return load_dataset(arg).queries if arg in SPECS and not os.path.exists(arg) else read_topics(arg)
+    check_input(arg, "topics")
+    return load_dataset(arg).queries if is_dataset_name(arg) else read_topics(arg)
 
 
 def resolve_corpus(arg: str, store: str = "auto") -> DocStore:
@@ -214,9 +319,8 @@ def resolve_corpus(arg: str, store: str = "auto") -> DocStore:
     Returns:
         The :class:`DocStore`.
     """
-    if arg in SPECS and not os.path.exists(arg):
-        return load_dataset(arg).corpus
-    return load_corpus(arg, store=store)
+    check_input(arg, "corpus")
+    return load_dataset(arg).corpus if is_dataset_name(arg) else load_corpus(arg, store=store)
 
 
 def resolve_run(arg: str) -> Run:
@@ -233,7 +337,8 @@ def resolve_run(arg: str) -> Run:
 
 def resolve_run_path(arg: str) -> Path:
     """A run file path, or the first-stage run file of a named dataset (read it block by block
-    with :func:`rankstack.data.trec.iter_run`).
+    with :func:`rankstack.data.trec.iter_run`; with ``RANKSTACK_QUICK``, the miniature's run,
+    written to the cache).
 
     Args:
         arg: a TREC run file or a dataset name.
@@ -242,20 +347,23 @@ def resolve_run_path(arg: str) -> Path:
         The file's path.
 
     Raises:
-        RankstackError: a dataset that ships no run.
-        FileNotFoundError: no such file.
+        RankstackError: a dataset that ships no run, or a missing file.
     """
-    if arg in SPECS and not os.path.exists(arg):
-        spec = _spec(arg)
-        if spec.run is None:
-            raise RankstackError(f"dataset {arg!r} ships no first-stage run; retrieve one (rankstack retrieve)")
-        d = dataset_dir(arg)
-        if d is None:
-            d = download(arg)
-        return d / spec.run
-    if not os.path.exists(arg):
-        raise FileNotFoundError(f"run file not found: {arg}")
-    return Path(arg)
+    check_input(arg, "run")
+    if not is_dataset_name(arg):
+        return Path(arg)
+    spec = _spec(arg)
+    if spec.run is None:
+        raise RankstackError(f"dataset {arg!r} ships no first-stage run; retrieve one (rankstack retrieve)")
+    if quick_mode():
+        from rankstack.data.trec import write_run
+
+        path = cache_root() / "quick" / f"{arg}.trec"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_run(load_dataset(arg).run, path)
+        return path
+    d = dataset_dir(arg) or download(arg)
+    return d / spec.run
 
 
 def resolve_qrels(arg: str) -> Qrels:
@@ -267,4 +375,10 @@ def resolve_qrels(arg: str) -> Qrels:
     Returns:
         ``{qid: {docid: grade}}``.
     """
-    return load_dataset(arg).qrels if arg in SPECS and not os.path.exists(arg) else read_qrels(arg)
+    check_input(arg, "qrels")
+    return load_dataset(arg).qrels if is_dataset_name(arg) else read_qrels(arg)
+
+
+def dataset_rel(arg) -> int | None:
+    """The relevance level of binary measures for a qrels argument naming a dataset (None for a file)."""
+    return SPECS[arg].rel if is_dataset_name(arg) else None

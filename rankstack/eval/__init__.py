@@ -2,6 +2,7 @@
 
 from rankstack.eval.metrics import evaluate, parse_measures
 from rankstack.eval.significance import paired_ttest
-from rankstack.eval.table import compare, format_table, table_cells
+from rankstack.eval.coverage import coverage
+from rankstack.eval.table import compare, evaluate_runs, format_table, table_cells
 
-__all__ = ["evaluate", "parse_measures", "paired_ttest", "compare", "format_table", "table_cells"]
+__all__ = ["evaluate", "parse_measures", "paired_ttest", "compare", "coverage", "evaluate_runs", "format_table", "table_cells"]

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from rankstack.eval.metrics import evaluate
+from rankstack.eval.coverage import Coverage, coverage
+from rankstack.eval.metrics import parse_measures, per_query_values
 from rankstack.eval.significance import paired_ttest
 from rankstack.types import Qrels, Run
 
 
+def evaluate_runs(runs: Mapping[str, Run], qrels: Qrels, measures: Sequence[str] | str, rel: int | None = None,
+                  missing_as_zero: bool = False) -> tuple[dict[str, dict[str, dict[str, float]]], Coverage]:
+    """Several runs on one query set (:func:`rankstack.eval.coverage.coverage`: the judged
+    queries every run holds, or with ``missing_as_zero`` all judged ones): ``(run -> measure ->
+    qid -> value, the coverage)``; ``coverage.messages()`` say what was left out."""
+    cov = coverage(runs, qrels, missing_as_zero)
+    ms = parse_measures(measures, rel)
+    return {n: per_query_values(r, qrels, ms, cov.qids) for n, r in runs.items()}, cov
+
+
 def compare(runs: Mapping[str, Run], qrels: Qrels, measures: Sequence[str], rel: int | None = None,
-            baseline: str | None = None, alpha: float = 0.05) -> str:
+            baseline: str | None = None, alpha: float = 0.05, missing_as_zero: bool = False) -> str:
     """Evaluate several runs and return the table (PyTerrier's ``Experiment`` in one call).
 
     Args:
@@ -21,14 +32,16 @@ def compare(runs: Mapping[str, Run], qrels: Qrels, measures: Sequence[str], rel:
         baseline: the run each other run is tested against with a paired t-test per measure
             (default: the first); ``+``/``-`` mark a significant gain/loss.
         alpha: the significance level.
+        missing_as_zero: score all judged queries, those a run lacks as 0 (default: the judged
+            queries every run holds; a line under the table says which were left out).
 
     Returns:
         The table as text.
     """
     names = list(runs)
-    per = {n: evaluate(runs[n], qrels, measures, rel=rel, per_query=True) for n in names}
+    per, cov = evaluate_runs(runs, qrels, measures, rel, missing_as_zero)
     base = baseline if baseline is not None else (names[0] if len(names) > 1 else None)
-    return format_table(per, baseline=base, alpha=alpha)
+    return "\n".join([format_table(per, baseline=base, alpha=alpha)] + [f"note: {m}" for m in cov.messages()])
 
 
 def table_cells(per_query: Mapping[str, Mapping[str, Mapping[str, float]]], baseline: str | None = None,

@@ -24,7 +24,7 @@ __all__ = ["report", "write_report"]
 def report(runs, qrels: Qrels | str, queries: Mapping[str, Query] | str | None = None,
            corpus: DocStore | str | None = None, measures: Sequence[str] | str = ("nDCG@10",),
            baseline: str | None = None, rel: int | None = None, top: int = 10, words: int = 12,
-           title: str | None = None) -> str:
+           title: str | None = None, missing_as_zero: bool = False) -> str:
     """The report page as an HTML string.
 
     Args:
@@ -39,6 +39,8 @@ def report(runs, qrels: Qrels | str, queries: Mapping[str, Query] | str | None =
         top: passages listed per query and run.
         words: words of each passage shown.
         title: the page title.
+        missing_as_zero: score every judged query, those a run lacks as 0 (default: the judged
+            queries every run holds).
 
     Returns:
         The self-contained HTML page.
@@ -46,7 +48,7 @@ def report(runs, qrels: Qrels | str, queries: Mapping[str, Query] | str | None =
     Raises:
         RankstackError: ``top`` <= 0 or ``words`` < 0, or unreadable inputs.
     """
-    from rankstack.data.datasets import SPECS, resolve_corpus, resolve_qrels, resolve_queries
+    from rankstack.data.datasets import dataset_rel, resolve_corpus, resolve_qrels, resolve_queries
     from rankstack.errors import RankstackError
     from rankstack.report.data import gather
     from rankstack.report.html import render
@@ -54,14 +56,14 @@ def report(runs, qrels: Qrels | str, queries: Mapping[str, Query] | str | None =
     if top <= 0 or words < 0:
         raise RankstackError(f"top must be > 0 and words >= 0 (got top={top}, words={words})")
     if isinstance(qrels, str):
-        if rel is None and qrels in SPECS:
-            rel = SPECS[qrels].rel
+        if rel is None:
+            rel = dataset_rel(qrels)
         qrels = resolve_qrels(qrels)
     if isinstance(queries, str):
         queries = resolve_queries(queries)
     if isinstance(corpus, str):
         corpus = resolve_corpus(corpus)
-    data = gather(runs, qrels, queries, corpus, measures, baseline, rel)
+    data = gather(runs, qrels, queries, corpus, measures, baseline, rel, missing_as_zero)
     return render(data, title=title, top=top, words=words)
 
 

@@ -5,8 +5,8 @@ the runs' metadata (the ``RUN.meta.json`` sidecar ``rankstack rerank`` writes).
 
 Runs that hold different judged queries are evaluated on the judged queries every run holds,
 and a warning names each run's missing ones (so a run that dropped queries is neither flattered
-nor sunk by zeros, and every per-query delta compares like with like). When every run holds
-every judged query, the numbers are exactly ``rankstack eval``'s.
+nor sunk by zeros, and every per-query delta compares like with like): the query set of
+``rankstack eval`` (:mod:`rankstack.eval.coverage`), whose numbers the page shows.
 """
 
 from __future__ import annotations
@@ -23,10 +23,6 @@ from rankstack.errors import MissingDocumentError, RankstackError
 from rankstack.types import Qrels, Query, Run
 
 log = logging.getLogger(__name__)
-
-#: How many missing qids a warning lists before it says "and N more".
-_LIST = 10
-
 
 @dataclass
 class RunEntry:
@@ -146,6 +142,7 @@ def outcome(deltas: Mapping[str, float], eps: float = 1e-9) -> tuple[int, int, i
 # --- gathering ------------------------------------------------------------------------------------
 def _load_runs(runs) -> list[RunEntry]:
     """``runs``: a mapping name -> Run or path, or a sequence of Runs, paths, or ``NAME=PATH`` strings."""
+    from rankstack.data.datasets import resolve_run_path
     from rankstack.data.trec import read_run, read_run_metadata, run_metadata_path
     from rankstack.eval.commands import _named
 
@@ -164,9 +161,10 @@ def _load_runs(runs) -> list[RunEntry]:
             continue
         if name is None:
             name, obj = _named(str(obj))
-        md = read_run_metadata(obj)
-        out.append(RunEntry(name, read_run(obj), md,
-                            "" if md is not None else f"no {Path(run_metadata_path(obj)).name} beside the run file"))
+        path = resolve_run_path(obj)  # a run file, or a dataset's first-stage run
+        md = read_run_metadata(path)
+        out.append(RunEntry(name, read_run(path), md,
+                            "" if md is not None else f"no {Path(run_metadata_path(path)).name} beside the run file"))
     if not out:
         raise RankstackError("no runs to report on")
     seen: set[str] = set()
@@ -177,16 +175,14 @@ def _load_runs(runs) -> list[RunEntry]:
     return out
 
 
-def _missing_text(qids: Sequence[str]) -> str:
-    shown = ", ".join(qids[:_LIST])
-    return shown + (f" and {len(qids) - _LIST} more" if len(qids) > _LIST else "")
-
-
 def gather(runs, qrels: Qrels, queries: Mapping[str, Query] | None = None, corpus: DocStore | None = None,
            measures: Sequence[str] | str = ("nDCG@10",), baseline: str | None = None,
-           rel: int | None = None) -> ReportData:
-    """Read and evaluate everything the page shows (see the module docstring for the query set)."""
-    from rankstack.eval import evaluate
+           rel: int | None = None, missing_as_zero: bool = False) -> ReportData:
+    """Read and evaluate everything the page shows (see the module docstring for the query set;
+    ``missing_as_zero``: every judged query, a missing one 0, as ``rankstack eval --missing-as-zero``)."""
+    from rankstack.eval import evaluate_runs
+    from rankstack.eval.coverage import listed
+    from rankstack.eval.fallbacks import fallback_warning
 
     entries = _load_runs(runs)
     names = [e.name for e in entries]
@@ -195,36 +191,32 @@ def gather(runs, qrels: Qrels, queries: Mapping[str, Query] | None = None, corpu
             raise RankstackError(f"baseline {baseline!r} is not one of the runs ({', '.join(names)})")
         entries.sort(key=lambda e: e.name != baseline)  # baseline first, the others in the order given
     base = entries[0].name if len(entries) > 1 else None
-    judged = [q for q, docs in qrels.items() if docs]
-    if not judged:
-        raise RankstackError("the qrels judge no query")
     warnings: list[str] = []
     notes: list[str] = []
-    held = {e.name: set(e.run) for e in entries}
-    common = [q for q in judged if all(q in h for h in held.values())]
-    in_some = {q for q in judged if any(q in h for h in held.values())}
-    if not in_some:
-        raise RankstackError("no run holds a judged query: do the runs and the qrels belong together?")
-    lacking = {e.name: [q for q in judged if q in in_some and q not in held[e.name]] for e in entries}
-    if any(lacking.values()):
-        parts = [f"{n} lacks {len(qs)} ({_missing_text(qs)})" for n, qs in lacking.items() if qs]
-        msg = (f"the runs hold different judged queries: {'; '.join(parts)}. Evaluated on the {len(common)} "
-               f"judged queries every run holds.")
-        log.warning(msg)
-        warnings.append(msg)
-    if not common:
-        raise RankstackError("the runs share no judged query")
-    unheld = [q for q in judged if q not in in_some]
-    if unheld:
-        notes.append(f"the qrels judge {len(unheld)} queries no run holds ({_missing_text(unheld)}); "
-                     f"rankstack eval would count them as 0.")
-    sub_qrels = {q: qrels[q] for q in common}
-    per = {e.name: evaluate(e.run, sub_qrels, measures, rel=rel, per_query=True) for e in entries}
+    try:
+        per, cov = evaluate_runs({e.name: e.run for e in entries}, qrels, measures, rel, missing_as_zero)
+    except RankstackError as e:
+        raise RankstackError(f"{e} (the runs: {', '.join(names)})") from None
+    common = cov.qids
+    if cov.same_lacking and not missing_as_zero:  # no run lacks what another holds: a note on the query set
+        unheld = cov.left_out
+        if unheld:
+            notes.append(f"the qrels judge {len(unheld)} queries no run holds ({listed(unheld)}); "
+                         f"--missing-as-zero would count them as 0.")
+    else:
+        for msg in cov.messages():
+            log.warning(msg)
+            warnings.append(msg)
+    for e in entries:
+        fell = fallback_warning(e.metadata)
+        if fell:
+            log.warning("%s: %s", e.name, fell)
+            warnings.append(f"{e.name}: {fell}")
     ms = list(next(iter(per.values())))
     if queries is not None:
         no_text = [q for q in common if q not in queries]
         if no_text:
-            notes.append(f"{len(no_text)} queries have no text in the topics given ({_missing_text(no_text)}).")
+            notes.append(f"{len(no_text)} queries have no text in the topics given ({listed(no_text)}).")
     else:
         notes.append("no topics given: queries are shown by id.")
     if corpus is None:

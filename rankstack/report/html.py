@@ -27,6 +27,7 @@ h3{font-size:15px;margin:18px 0 6px} .sub{color:#555;margin:0 0 12px}
 table{border-collapse:collapse;margin:6px 0} th,td{padding:3px 9px;border-bottom:1px solid #e5e5e5;vertical-align:top}
 th{text-align:left;background:#f6f6f6;font-weight:600}
 table.summary td.num,table.cost td.num{text-align:right;font-variant-numeric:tabular-nums}
+table.cost td.fellback{background:#fde2e1;font-weight:bold}
 .sig-up{color:#1e7b45;font-weight:700} .sig-down{color:#b3261e;font-weight:700}
 .foot{color:#555;font-size:12px;margin:2px 0 10px}
 .charts{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
@@ -130,8 +131,10 @@ def _fmt_num(v) -> str:
 
 
 def cost_section(data: ReportData) -> str:
+    from rankstack.eval.fallbacks import WARN_SHARE, fallback_share
+
     cols = ["reranker", "model", "depth", "queries", "docs", "wall time (s)", "docs/s", "model calls", "cache hits",
-            "parse repairs"]
+            "parse repairs", "fell back"]
     rows = []
     for e in data.runs:
         md = e.metadata
@@ -157,6 +160,9 @@ def cost_section(data: ReportData) -> str:
         cells = [f"<td>{what_cell}</td>", f"<td>{escape(str(vals[1]))}</td>"]
         cells += [f'<td class="num">{_fmt_num(v)}</td>' for v in vals[2:]]
         cells.append(f'<td class="num">{escape(parse_txt)}</td>')  # parse_* counters appear once counted: none is 0
+        fs = fallback_share(md)
+        over = fs is not None and fs.share > WARN_SHARE
+        cells.append(f'<td class="num{" fellback" if over else ""}">{escape(fs.text()) if fs else "-"}</td>')
         rows.append(f"<tr><td>{escape(e.name)}</td>{''.join(cells)}</tr>")
     head = "<th>run</th>" + "".join(f"<th>{escape(c)}</th>" for c in cols)
     return (f'<section id="cost"><h2>Cost</h2><p class="sub">From each run\'s metadata (<code>RUN.meta.json</code>, '

@@ -9,6 +9,8 @@ log = logging.getLogger(__name__)
 
 
 def add_parsers(sub) -> None:
+    from rankstack.eval.commands import MISSING_HELP
+
     p = sub.add_parser("rerank", help="rerank a first-stage run with an LLM (or cross-encoder) reranker")
     p.add_argument("--run", required=True, help="first-stage TREC run, or a dataset name (dl19)")
     p.add_argument("--queries", required=True, help="topics file or dataset name (dl19, vaswani, cacm)")
@@ -28,7 +30,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--workers", type=int, default=1, help="--ray: reranker actors (model replicas)")
     p.add_argument("--gpus-per-worker", type=float, default=0.0, help="--ray: GPUs per actor (1: one actor per GPU)")
     p.add_argument("--cpus-per-worker", type=float, default=1.0, help="--ray: CPUs per actor (its torch threads)")
-    p.add_argument("--qrels", default=None, help="also print nDCG@10 against these qrels (file or dataset name)")
+    p.add_argument("--qrels", default=None, help="also print nDCG@10 against these qrels (file or dataset name), on "
+                                                 "the judged queries reranked")
+    p.add_argument("--missing-as-zero", action="store_true", help="with --qrels: " + MISSING_HELP)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_rerank)
 
@@ -51,7 +55,8 @@ def add_reranker_args(p, cache_default: bool = True) -> None:
     p.add_argument("--base-url", default=None, help="openai backend: server URL")
     p.add_argument("--device", default=None, help="hf: cpu | cuda (default: cuda when available)")
     p.add_argument("--dtype", default=None, help="hf: float32 | bfloat16 | float16 (default: bf16 on CUDA; on CPU bf16 where the CPU has avx512_bf16/amx_bf16, else float32)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: the cores free at start, rankstack.hardware.default_threads)")
     p.add_argument("--batch-size", type=int, default=None, help="prompts per forward pass (hf: at most)")
     p.add_argument("--max-batch-tokens", type=int, default=None,
                    help="hf: padded tokens per forward pass (default: 32768 on a GPU, unbounded on CPU)")
@@ -84,12 +89,12 @@ def parse_options(pairs: list[str]) -> dict:
     """``["window=20", "prompt=reasonrank"]`` -> ``{"window": 20, "prompt": "reasonrank"}`` (JSON values when they parse)."""
     import json
 
-    from rankstack.errors import RankstackError
+    from rankstack.errors import UsageError
 
     out = {}
     for kv in pairs:
         if "=" not in kv:
-            raise RankstackError(f"option {kv!r} is not KEY=VALUE")
+            raise UsageError(f"option {kv!r} is not KEY=VALUE")
         k, v = kv.split("=", 1)
         try:
             out[k] = json.loads(v)
@@ -100,17 +105,22 @@ def parse_options(pairs: list[str]) -> dict:
 
 def reranker_spec(args) -> tuple[tuple, dict]:
     """``load_reranker``'s arguments for the command line's options: ``(args, kwargs)``."""
-    from rankstack.errors import RankstackError
+    from rankstack.errors import RankstackError, UsageError
     from rankstack.rerankers import Fusion
     from rankstack.rerankers.registry import reranker_class
 
-    cls = reranker_class(args.reranker)
+    try:
+        cls = reranker_class(args.reranker)
+    except RankstackError as e:
+        raise UsageError(str(e)) from None
     options: dict = {"progress": not getattr(args, "no_progress", False)}
     if getattr(args, "no_cache", args.cache is None):
         options["cache"] = False
     elif args.cache:
         options["cache"] = args.cache
     if args.fusion_weight is not None:
+        if not 0.0 <= args.fusion_weight <= 1.0:
+            raise UsageError(f"--fusion-weight must be in [0, 1], got {args.fusion_weight}")
         options["fusion"] = Fusion(args.fusion_weight, args.fusion_norm)
     if args.max_doc_tokens is not None:
         options["max_doc_tokens"] = args.max_doc_tokens
@@ -136,10 +146,12 @@ def reranker_spec(args) -> tuple[tuple, dict]:
     for key in ("device", "dtype", "threads", "batch_size", "max_batch_tokens", "base_url", "gpu_memory_utilization",
                 "max_model_len", "tensor_parallel_size"):
         val = getattr(args, key, None)
-        if val is None:
-            continue
+        if val is None or key == "threads" and getattr(args, "threads_auto", False) and getattr(args, "ray", None):
+            continue  # Ray actors take their threads from --cpus-per-worker, not from this machine's load
         if key not in accepted.get(args.backend, ()):
-            raise RankstackError(f"--{key.replace('_', '-')} does not apply to --backend {args.backend}")
+            if key == "threads" and getattr(args, "threads_auto", False):
+                continue  # chosen for this machine, not asked for: nothing to refuse
+            raise UsageError(f"--{key.replace('_', '-')} does not apply to --backend {args.backend}")
         bopts[key] = val
     bopts.update(parse_options(getattr(args, "backend_option", []) or []))
     return (args.reranker, args.model, args.backend, bopts), options
@@ -147,18 +159,31 @@ def reranker_spec(args) -> tuple[tuple, dict]:
 
 def reranker_from_args(args):
     """Build the reranker the arguments describe (shared with benchmarks)."""
-    from rankstack.errors import RankstackError
+    from rankstack.errors import UsageError
+    from rankstack.hardware import set_torch_threads
+    from rankstack.models import check_model
     from rankstack.rerankers import load_reranker
 
     pos, options = reranker_spec(args)
+    if args.model:
+        check_model(args.model)
+    if getattr(args, "no_progress", False):
+        _quiet_model_loading()
     if len(pos) == 2 and args.threads:  # a reranker without a backend runs torch itself
-        import torch
-
-        torch.set_num_threads(args.threads)
+        set_torch_threads(args.threads)
     try:
         return load_reranker(*pos, **options)
     except TypeError as e:  # an option this reranker does not take (e.g. --method for listwise)
-        raise RankstackError(f"reranker {args.reranker!r}: {e}") from e
+        raise UsageError(f"reranker {args.reranker!r}: {e}") from e
+
+
+def _quiet_model_loading() -> None:
+    """``--no-progress``: no progress bars from transformers' model loading either."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.disable_progress_bar()
 
 
 def run_metadata(built, metadata: dict, **extra) -> dict:
@@ -178,23 +203,48 @@ def run_metadata(built, metadata: dict, **extra) -> dict:
     return {**metadata, "model": model, "rankstack": __version__, **more, **extra}
 
 
+def check_rerank_args(args) -> None:
+    """Every input and option of ``rankstack rerank`` checked before a model loads: a typo in
+    ``--qrels`` fails in a second, not after the rerank."""
+    from pathlib import Path
+
+    from rankstack.data.datasets import check_inputs
+    from rankstack.errors import RankstackError, UsageError
+    from rankstack.models import check_model
+
+    for flag, val in (("--depth", args.depth), ("--block-queries", args.block_queries),
+                      ("--queries-limit", args.queries_limit), ("--workers", args.workers)):
+        if val is not None and val <= 0:
+            raise UsageError(f"{flag} must be > 0, got {val}")
+    check_inputs(run=args.run, topics=args.queries, corpus=args.corpus, qrels=args.qrels)
+    if Path(args.out).is_dir():
+        raise RankstackError(f"--out {args.out}: is a folder; give the TREC run file to write")
+    if args.model:
+        check_model(args.model)
+
+
+def _done_queries(path) -> int:
+    """Queries already in an output run file (whole blocks are appended: count distinct qids)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return len({line.split(None, 1)[0] for line in f if line.strip()})
+    except OSError:
+        return 0
+
+
 def cmd_rerank(args) -> int:
     import functools
     import hashlib
-    import platform
 
-    from rankstack.data.datasets import SPECS, resolve_corpus, resolve_qrels, resolve_queries, resolve_run_path
-    from rankstack.data.trec import read_run, write_run_metadata
-    from rankstack.errors import RankstackError
+    from rankstack.data.datasets import resolve_corpus, resolve_queries, resolve_run_path
+    from rankstack.errors import Interrupted
     from rankstack.rerankers import load_reranker
     from rankstack.rerankers.chunking import run_identity
     from rankstack.rerankers.registry import reranker_class
     from rankstack.rerankers.stream import RunJob, RunSource, default_block_queries, rerank_to_file
 
-    if args.depth <= 0:
-        raise RankstackError(f"--depth must be > 0, got {args.depth}")
-    if args.block_queries is not None and args.block_queries <= 0:
-        raise RankstackError(f"--block-queries must be > 0, got {args.block_queries}")
+    check_rerank_args(args)
+    reranker_spec(args)  # option errors (unknown reranker, --threads for openai, ...) before any data loads
     run_path = resolve_run_path(args.run)
     queries = resolve_queries(args.queries)
     corpus = resolve_corpus(args.corpus)
@@ -217,29 +267,64 @@ def cmd_rerank(args) -> int:
         factory, engine, described, identity = None, None, repr(reranker), run_identity(reranker)
     job = RunJob(source, queries, corpus, args.depth, block, reranker=reranker, factory=factory,
                  progress=not args.no_progress)
-    md = rerank_to_file(job, args.out, identity=identity, tag=tag, engine=engine, resume=not args.no_resume)
+    try:
+        md = rerank_to_file(job, args.out, identity=identity, tag=tag, engine=engine, resume=not args.no_resume)
+    except KeyboardInterrupt:
+        n = _done_queries(args.out)
+        raise Interrupted(f"interrupted after {n} quer{'y' if n == 1 else 'ies'} (in {args.out}); "
+                          "rerun the same command to resume") from None
+    meta_path = write_run_metadata_for(args, reranker, md, described, identity)
+    print_summary(args, reranker, md, tag, meta_path)
+    if args.qrels:
+        _print_eval(args, run_path, tag)
+    return 0
+
+
+def write_run_metadata_for(args, reranker, md: dict, described: str, identity: str):
+    from rankstack.data.trec import write_run_metadata
+
+    extra = {"instruction": args.instruction} if getattr(args, "instruction", None) else {}
+    return write_run_metadata(args.out, run_metadata(reranker, md, first_stage=args.run, depth=args.depth,
+                                                     reranker=described, fingerprint=identity,
+                                                     threads=getattr(args, "threads", None), **extra))
+
+
+def print_summary(args, reranker, md: dict, tag: str, meta_path) -> None:
+    """The end of a run: what ran where, the counts, threads, dtype, docs/s; then (stderr) a
+    warning when more than 20% of the model outputs fell back."""
+    import platform
+
+    from rankstack.eval.fallbacks import fallback_share, fallback_warning
+    from rankstack.hardware import threads_note
+
     wall = md["wall_seconds"]
     scored = int(md.get("docs", 0))
-    fallbacks = {k: v for k, v in md.items() if k.startswith("parse_")}
-    extra = {"instruction": args.instruction} if args.instruction else {}
-    meta_path = write_run_metadata(args.out, run_metadata(reranker, md, first_stage=args.run, depth=args.depth,
-                                                          reranker=described, fingerprint=identity, **extra))
-    print(f"reranked {args.run} with {described} on {platform.processor() or platform.machine()}"
+    parse = {k: v for k, v in md.items() if k.startswith("parse_")}
+    backend = getattr(reranker, "backend", None)
+    dtype = str(getattr(backend, "dtype", "") or "").replace("torch.", "") or "-"
+    model = getattr(backend, "model_id", None) or getattr(reranker, "model_name", None) or args.model or "-"
+    method = args.method or md.get("template") or tag
+    print(f"reranked {args.run} with {tag} ({method}, model {model}) on {platform.processor() or platform.machine()}"
           + (f" (Ray, {args.workers} workers)" if args.ray else "") + f" -> {args.out} (+ {meta_path.name})")
+    fs = fallback_share(md, method)
     print(f"queries {md.get('queries', 0)}  resumed {md.get('resumed_queries', 0)}  docs scored {scored}  "
           f"wall {wall:.1f}s  docs/s {scored / max(wall, 1e-9):.2f}  "
+          f"{threads_note(args.threads, getattr(args, 'threads_auto', False))}  dtype {dtype}  "
           f"requests {md.get('requests', 0)}  model calls {md.get('model_requests', 0)}  "
-          f"cache hits {md.get('cache_hits', 0)}  parse fallbacks {sum(fallbacks.values())}"
-          + (f" {fallbacks}" if fallbacks else ""))
-    if args.qrels:
-        from rankstack.eval import evaluate, format_table
+          f"cache hits {md.get('cache_hits', 0)}  parse fallbacks {sum(parse.values())}"
+          + (f" {parse}" if parse else "") + (f"  fell back {fs.fell_back} of {fs.outputs}" if fs and fs.fell_back else ""))
+    warning = fallback_warning(md, method)
+    if warning:
+        log.warning(warning)
 
-        qrels = resolve_qrels(args.qrels)
-        rel = SPECS[args.qrels].rel if args.qrels in SPECS else None
-        out = read_run(args.out)
-        first = read_run(run_path).top(args.depth)
-        first = type(first)((first[q] for q in out if q in first), name=first.name)
-        per = {"first stage": evaluate(first, qrels, ["nDCG@10"], rel=rel, per_query=True),
-               tag: evaluate(out, qrels, ["nDCG@10"], rel=rel, per_query=True)}
-        print(format_table(per, baseline="first stage"))
-    return 0
+
+def _print_eval(args, run_path, tag: str) -> None:
+    from rankstack.data.trec import read_run
+    from rankstack.eval.commands import eval_table
+
+    out = read_run(args.out)
+    first = read_run(run_path)  # whole lists: the reranked run keeps the first stage's rest below its top DEPTH
+    first = type(first)((first[q] for q in out if q in first), name=first.name)
+    table, _ = eval_table({"first stage": first, tag: out}, args.qrels, ["nDCG@10"], baseline="first stage",
+                          missing_as_zero=args.missing_as_zero)
+    print(table)

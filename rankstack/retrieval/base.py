@@ -74,6 +74,16 @@ def collect_docs(corpus) -> list[Doc]:
     return docs
 
 
+def corpus_digest(docs) -> str:
+    """A digest of documents (ids and texts, in order): an index folder built from them says so in its manifest."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for d in docs:
+        h.update(d.docid.encode() + b"\x1f" + d.full_text.encode() + b"\x1e")
+    return h.hexdigest()
+
+
 def write_manifest(path, backend: str, format_version: int, params: Mapping[str, Any], **extra) -> None:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,8 @@ import logging
 import tempfile
 import time
 
-from rankstack.data.trec import read_run, write_run
-from rankstack.errors import RankstackError
+from rankstack.data.trec import write_run
+from rankstack.errors import RankstackError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=cmd_retrieve)
 
     p = sub.add_parser("fuse", help="fuse TREC runs: reciprocal rank fusion or normalised score interpolation")
-    p.add_argument("runs", nargs="+", help="TREC run files")
+    p.add_argument("runs", nargs="+", help="TREC run files or dataset names")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--method", choices=["rrf", "zscore", "minmax"], default="rrf",
                    help="rrf (sum w/(k+rank)) or per-query normalised score interpolation")
@@ -78,7 +78,7 @@ def _build_options(p) -> None:
     p.add_argument("--model", default="minilm-l6", help="(dense) sentence-transformers model path, hub id or alias")
     p.add_argument("--dense-index", choices=["flat", "hnsw"], default="flat")
     p.add_argument("--batch-size", type=int, default=64, help="(dense) encoding batch size")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None, help="indexing/search threads (default: the cores free at start)")
     p.add_argument("--device", default=None, help="(dense) torch device for the encoder")
     p.add_argument("--chunk-tokens", type=int, default=None,
                    help="long documents: index passages of this many tokens (bm25s: words; dense: the encoder's "
@@ -161,10 +161,15 @@ def cmd_index(args) -> int:
 
     from rankstack.retrieval.base import MANIFEST
 
+    from rankstack.data.datasets import check_input
+
+    check_input(args.corpus, "corpus")
     out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise RankstackError(f"{out}: is a file; the index is a folder")
     if args.collection:
         if (args.backend or "lucene") != "lucene":
-            raise RankstackError(f"--collection indexes with Lucene: it does not go with --backend {args.backend}")
+            raise UsageError(f"--collection indexes with Lucene: it does not go with --backend {args.backend}")
         args.backend = "lucene"
     if (args.backend or "bm25s") != "lucene" and out.exists() and any(out.iterdir()):
         if not args.overwrite:
@@ -222,8 +227,20 @@ def _open_index(args):
 
 
 def cmd_retrieve(args) -> int:
-    from rankstack.data.datasets import SPECS, load_dataset, resolve_queries
+    from pathlib import Path
 
+    from rankstack.data.datasets import SPECS, check_inputs, load_dataset, resolve_queries
+
+    if args.k <= 0:
+        raise UsageError(f"-k must be a positive integer, got {args.k}")
+    check_inputs(topics=args.queries, corpus=args.corpus)
+    if Path(args.output).is_dir():
+        raise RankstackError(f"-o {args.output}: is a folder; give the TREC run file to write")
+    if args.index and not Path(args.index).exists() and args.backend != "lucene":  # lucene: a prebuilt index name
+        raise RankstackError(f"--index {args.index}: no such folder (build one with rankstack index; a pyserini "
+                             "prebuilt index name needs --backend lucene)")
+    if args.index and Path(args.index).exists() and not Path(args.index).is_dir():
+        raise RankstackError(f"--index {args.index}: is a file, not an index folder")
     if args.judged_only:
         if args.queries not in SPECS:
             raise RankstackError("--judged-only needs a dataset name for --queries")
@@ -262,25 +279,29 @@ def _search(r, queries, args):
 def cmd_fuse(args) -> int:
     from rankstack.retrieval.fusion import interpolate, rrf
 
+    from rankstack.data.datasets import check_inputs, resolve_run
+
     if len(args.runs) < 2:
-        raise RankstackError("fuse needs at least two runs")
-    runs = [read_run(p) for p in args.runs]
+        raise UsageError("fuse needs at least two runs")
+    for flag, val in (("--depth", args.depth), ("-k", args.k), ("--rrf-k", args.rrf_k)):
+        if val is not None and val <= 0:
+            raise UsageError(f"{flag} must be a positive integer, got {val}")
+    check_inputs(run=list(args.runs))
+    runs = [resolve_run(p) for p in args.runs]
     weights = None
     if args.weights:
         try:
             weights = [float(w) for w in args.weights.split(",")]
         except ValueError:
-            raise RankstackError(f"--weights must be comma-separated numbers, got {args.weights!r}") from None
+            raise UsageError(f"--weights must be comma-separated numbers, got {args.weights!r}") from None
         if len(weights) != len(runs):
-            raise RankstackError(f"--weights has {len(weights)} values for {len(runs)} runs")
+            raise UsageError(f"--weights has {len(weights)} values for {len(runs)} runs")
     if args.method == "rrf":
         fused = rrf(runs, k=args.rrf_k, weights=weights, depth=args.depth, name=args.name or "rrf")
     else:
         fused = interpolate(runs, weights or [1.0 / len(runs)] * len(runs), norm=args.method, depth=args.depth,
                             name=args.name or f"fusion-{args.method}")
     if args.k is not None:
-        if args.k <= 0:
-            raise RankstackError(f"k must be a positive integer, got {args.k}")
         fused = fused.top(args.k)
     write_run(fused, args.output)
     print(f"wrote {args.output}: {len(fused)} queries fused from {len(runs)} runs ({args.method})")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from rankstack.errors import IndexMismatchError, RankstackError
-from rankstack.retrieval.base import (MANIFEST, QueriesLike, Retriever, as_query_list, check_k, collect_docs,
+from rankstack.retrieval.base import (MANIFEST, QueriesLike, Retriever, as_query_list, check_k, collect_docs, corpus_digest,
                                       read_manifest, write_manifest)
 from rankstack.types import Ranking, Run
 
@@ -142,12 +142,25 @@ class LuceneRetriever(Retriever):
             overwrite: replace an existing index there.
             **search_options: :class:`LuceneRetriever` options (``k1``, ``b``, ``rm3``, ...).
 
+        Run twice, the second call opens the index the first built when ``path`` holds one of
+        the same documents and analysis (a digest of the corpus is in its manifest); another
+        corpus's index there is refused unless ``overwrite=True``, which rebuilds it.
+
         Returns:
             The retriever over the new index.
         """
         path = Path(path)
-        cls._clear(path, overwrite)
         docs = collect_docs(corpus)
+        params = {"stemmer": stemmer, "stopwords": stopwords}
+        digest = corpus_digest(docs)
+        if not overwrite and (path / MANIFEST).exists():
+            m = read_manifest(path)
+            if m.get("backend") == cls.backend and m.get("params") == params and m.get("corpus_digest") == digest:
+                log.info("reusing the Lucene index in %s (same documents and analysis)", path)
+                return cls.load(path, threads=threads, **search_options)
+            raise RankstackError(f"index folder {path} holds an index of other documents or analysis; "
+                                 "pass overwrite=True (--overwrite) to rebuild it")
+        cls._clear(path, overwrite)
         setup_jvm()
         from pyserini.pyclass import autoclass
 
@@ -165,8 +178,8 @@ class LuceneRetriever(Retriever):
             autoclass("io.anserini.index.IndexCollection").main(args)
         if not _is_lucene_index(path / "lucene"):
             raise RankstackError(f"Anserini's indexer wrote no index to {path / 'lucene'} (see the log above)")
-        write_manifest(path, cls.backend, cls.format_version, {"stemmer": stemmer, "stopwords": stopwords},
-                       documents=len(docs), seconds=round(time.perf_counter() - t0, 2))
+        write_manifest(path, cls.backend, cls.format_version, params, documents=len(docs), corpus_digest=digest,
+                       seconds=round(time.perf_counter() - t0, 2))
         return cls.load(path, threads=threads, **search_options)
 
     @classmethod

@@ -45,7 +45,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     m.add_argument("--no-lora", action="store_true", help="full fine-tuning")
     m.add_argument("--no-merge", action="store_true", help="save the LoRA adapter instead of merged weights")
     m.add_argument("--cpu", action="store_true", help="train on CPU (fp32) even where a GPU exists")
-    m.add_argument("--threads", type=int, default=None)
+    m.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the cores free at start)")
 
 
 def add_parsers(sub) -> None:
@@ -194,7 +194,7 @@ def _distill_args(d: argparse.ArgumentParser) -> None:
 
 
 def _inputs(args):
-    from rankstack.data.datasets import SPECS, resolve_corpus, resolve_qrels, resolve_queries, resolve_run
+    from rankstack.data.datasets import SPECS, check_inputs, resolve_corpus, resolve_qrels, resolve_queries, resolve_run
     from rankstack.errors import RankstackError
 
     def pick(name):
@@ -203,6 +203,7 @@ def _inputs(args):
             raise RankstackError(f"--{name} is required (or --dataset)")
         return v
 
+    check_inputs(topics=pick("queries"), qrels=pick("qrels"), run=pick("run"), corpus=pick("corpus"))
     queries, qrels = resolve_queries(pick("queries")), resolve_qrels(pick("qrels"))
     run, corpus = resolve_run(pick("run")), resolve_corpus(pick("corpus"))
     rel = SPECS[args.dataset].rel if args.dataset in SPECS else 1
@@ -212,11 +213,10 @@ def _inputs(args):
 def _examples(args):
     from rankstack.training.examples import build_examples, split_queries
 
-    if args.threads:
-        import torch
+    from rankstack.hardware import set_torch_threads
 
-        torch.set_num_threads(args.threads)
     queries, qrels, run, corpus, rel = _inputs(args)
+    set_torch_threads(args.threads)
     qids = [q for q in run if q in qrels and q in queries]
     held = []
     if args.train_fraction < 1.0:
@@ -291,10 +291,13 @@ def cmd_grpo(args) -> int:
 
 
 def cmd_distill(args) -> int:
+    from rankstack.data.datasets import check_inputs
     from rankstack.training.pipeline import DistillConfig, run_distill
 
     from rankstack.errors import RankstackError
     from rankstack.training.teacher import parse_weights
+
+    check_inputs(corpus=args.corpus, topics=args.queries, run=args.candidates)
 
     ce = args.student_kind == "cross-encoder"
     if args.loss and (args.loss in ("listnet", "lambda")) != ce and args.loss != "margin_mse":
@@ -332,9 +335,10 @@ def cmd_generate_queries(args) -> int:
     from rankstack.rerankers.cache import ScoreCache, default_cache_path
     from rankstack.training import synthetic as S
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    from rankstack.hardware import set_torch_threads
+
     corpus = resolve_corpus(args.corpus)
+    set_torch_threads(args.threads)
     be = load_backend("hf", model=args.model, dtype="float32", batch_size=args.batch_size)
     syn = S.generate_queries(corpus, be, args.n, seed=args.seed, samples=args.samples, temperature=args.temperature,
                              max_passage_tokens=args.max_passage_tokens, cache=ScoreCache(default_cache_path()))
@@ -358,10 +362,11 @@ def cmd_mvp(args) -> int:
     from rankstack.data.datasets import resolve_corpus, resolve_queries, resolve_run
     from rankstack.training.mvp import mvp_lists, train_mvp
 
-    if args.threads:
-        import torch
+    from rankstack.data.datasets import check_inputs
+    from rankstack.hardware import set_torch_threads
 
-        torch.set_num_threads(args.threads)
+    check_inputs(topics=args.queries, run=args.run, corpus=args.corpus)
+    set_torch_threads(args.threads)
     queries, run, corpus = resolve_queries(args.queries), resolve_run(args.run), resolve_corpus(args.corpus)
     lists = mvp_lists(run, args.teacher, queries, corpus, depth=args.depth, list_size=args.list_size, top=args.top,
                       samples=args.samples, seed=args.seed, qids=[q for q in run if q in queries])

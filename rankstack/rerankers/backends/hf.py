@@ -12,8 +12,9 @@
   reads the CPU flags: bf16 where the CPU has native bf16 instructions (``avx512_bf16``,
   ``amx_bf16``), fp32 elsewhere (there torch emulates bf16, slower than fp32;
   ``benchmarks/cpu_dtype.py`` measures both). Pass ``dtype="float32"`` for scores that must
-  not depend on the CPU kind. ``threads`` sets torch's CPU threads (on a shared machine fewer is
-  faster).
+  not depend on the CPU kind. ``threads`` sets torch's CPU threads; without it, on CPU, at most
+  :func:`rankstack.hardware.default_threads` (the cores free at start: on a shared machine
+  fewer threads are faster).
 - attention through PyTorch's SDPA kernels (``attn_implementation="sdpa"``).
 - batches are cut by prompts (``batch_size``), by padded tokens (``max_batch_tokens``: a GPU
   takes as many prompts as fit a token budget, 32,768 by default) and by padding waste
@@ -63,13 +64,12 @@ class HFBackend(TokenizerText, Backend):
                  attn_implementation: str | None = "sdpa"):
         import torch
 
-        from rankstack.hardware import default_cpu_dtype
+        from rankstack.hardware import default_cpu_dtype, set_torch_threads
         from rankstack.models import folder_digest, load_causal_lm, weights_digest
 
-        if threads:
-            torch.set_num_threads(int(threads))
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         gpu = str(self.device).startswith("cuda")
+        self.threads = set_torch_threads(threads) if threads or not gpu else torch.get_num_threads()
         self.dtype = _dtype(dtype) or _dtype("bfloat16" if gpu else default_cpu_dtype())
         if model_obj is not None and (dtype is None or dtype == "auto"):
             self.dtype = next(model_obj.parameters()).dtype  # a loaded model runs as it is
