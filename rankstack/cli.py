@@ -1,4 +1,4 @@
-"""``rankstack`` command line: retrieve | rerank | eval | report | convert | train | serve | demo | index.
+"""``rankstack`` command line: retrieve | rerank | eval | report | convert | train | serve | demo | index | repro.
 
 Each area adds its own subcommands from the module that owns it (``COMMANDS`` below), so
 this file stays a thin dispatcher; no library module imports it.
@@ -24,6 +24,7 @@ COMMANDS = [
     "rankstack.rerankers.commands",
     "rankstack.training.commands",
     "rankstack.serve.commands",
+    "rankstack.repro.commands",
 ]
 
 

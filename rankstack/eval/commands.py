@@ -9,7 +9,8 @@ log = logging.getLogger(__name__)
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("eval", help="evaluate TREC runs (ir-measures), side by side with significance marks")
-    p.add_argument("runs", nargs="+", help="TREC run files (NAME=PATH to label a column)")
+    p.add_argument("runs", nargs="+", help="TREC run files or dataset names (their first-stage run: dl19); "
+                                         "NAME=PATH to label a column")
     p.add_argument("--qrels", required=True, help="qrels file or dataset name (dl19, vaswani, cacm)")
     p.add_argument("-m", "--measure", action="append", dest="measures",
                    help='measure (repeatable), e.g. -m nDCG@10 -m "R(rel=2)@100"; default nDCG@10')
@@ -29,8 +30,7 @@ def _named(spec: str) -> tuple[str, str]:
 
 
 def cmd_eval(args) -> int:
-    from rankstack.data.datasets import SPECS, resolve_qrels
-    from rankstack.data.trec import read_run
+    from rankstack.data.datasets import SPECS, resolve_qrels, resolve_run
     from rankstack.eval import evaluate, format_table
 
     measures = args.measures or ["nDCG@10"]
@@ -39,7 +39,7 @@ def cmd_eval(args) -> int:
     per = {}
     for spec in args.runs:
         name, path = _named(spec)
-        per[name] = evaluate(read_run(path), qrels, measures, rel=rel, per_query=True)
+        per[name] = evaluate(resolve_run(path), qrels, measures, rel=rel, per_query=True)
     print(format_table(per, baseline=args.baseline or (next(iter(per)) if len(per) > 1 else None)))
     if args.per_query:
         for name, ms in per.items():
