@@ -29,6 +29,12 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=cmd_repro)
 
 
+def _first_line(command: str) -> str:
+    """A command's first line, `` ...`` when more follow."""
+    first = command.splitlines()[0].rstrip(" \\")
+    return first + (" ..." if "\n" in command else "")
+
+
 def _list(conditions, root) -> int:
     from rankstack.eval.table import format_cells
     from rankstack.repro.conditions import recorded_number
@@ -38,7 +44,7 @@ def _list(conditions, root) -> int:
     for c in conditions:
         r = Row(c, recorded_number(c, root), None)
         rows.append([c.id, "yes" if c.quick else "", c.metric, r.expected(), r.value(), machine_text(c),
-                     c.command.splitlines()[0].rstrip(" \\") + (" ..." if "\n" in c.command else "")])
+                     _first_line(c.command)])
     print(format_cells(["id", "quick", "metric", "expected", "recorded", "measured on", "command"], rows))
     return 0
 
@@ -66,7 +72,12 @@ def cmd_repro(args) -> int:
     print(f"hardware: {describe()}; CPU kind {kind}; load average at start {os.getloadavg()[0]:.2f}", flush=True)
     print(f"{len(chosen)} of {len(every)} conditions; {len({c.command for c in chosen})} commands; root {root}",
           flush=True)
-    outcomes = run_conditions(chosen, root, timeout=args.timeout, keep=Path(args.keep) if args.keep else None)
+
+    def started(i, n, cond):
+        print(f"[{i}/{n}] {cond.id}: {_first_line(cond.command)}", file=sys.stderr, flush=True)
+
+    outcomes = run_conditions(chosen, root, timeout=args.timeout, keep=Path(args.keep) if args.keep else None,
+                              on_command=started)
     print(page.text_table(outcomes, {c.id: recorded_number(c, root) for c in chosen}))
     print(f"load average at end {os.getloadavg()[0]:.2f}")
     invoked = _invocation(args)

@@ -134,11 +134,11 @@ def html(table: list[Row], machine: str, command: str) -> str:
     from rankstack.report.html import page
 
     head = "".join(f"<th>{escape(c)}</th>" for c in _COLUMNS)
-    body = []
+    body, status = [], _COLUMNS.index("status")
     for r in table:
         cls = {"ok": "up", "FAIL": "down", "error": "down"}.get(r.outcome.status if r.outcome else "", "same")
         cells = _cells(r)
-        body.append("<tr>" + "".join(f'<td class="{cls}">{escape(x)}</td>' if i == 11 else f"<td>{escape(x)}</td>"
+        body.append("<tr>" + "".join(f'<td class="{cls}">{escape(x)}</td>' if i == status else f"<td>{escape(x)}</td>"
                                      for i, x in enumerate(cells)) + "</tr>")
     cmds = "".join(f"<h3>{escape(', '.join(ids))}</h3><pre>{escape(cmd)}</pre>" for cmd, ids in _commands(table))
     summary = escape(_summary(table, machine, command).replace("`", ""))

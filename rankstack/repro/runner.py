@@ -103,7 +103,7 @@ def missing_requirements(cond: Condition) -> list[str]:
 
 
 def run_conditions(conditions: list[Condition], root: Path | None = None, timeout: float | None = None,
-                   keep: Path | None = None) -> list[Outcome]:
+                   keep: Path | None = None, on_command=None) -> list[Outcome]:
     """Run ``conditions`` (each distinct command once, in the file's order) and check each.
 
     Args:
@@ -111,6 +111,7 @@ def run_conditions(conditions: list[Condition], root: Path | None = None, timeou
         root: the folder commands run in and results files are relative to (default: :func:`default_root`).
         timeout: seconds one command may take (default: no limit).
         keep: a folder to keep each command's ``$WORK`` and ``output.txt`` in (default: a temporary one).
+        on_command: called as ``on_command(i, n, condition)`` before the i-th of n distinct commands runs.
 
     Returns:
         One :class:`Outcome` per condition, in the order given.
@@ -119,6 +120,7 @@ def run_conditions(conditions: list[Condition], root: Path | None = None, timeou
     kind = machine_kind()
     base = Path(keep) if keep is not None else Path(tempfile.mkdtemp(prefix="rankstack-repro-"))
     done: dict[str, tuple[int, str, float]] = {}
+    n_commands = len({c.command for c in conditions if not missing_requirements(c)})
     outcomes = []
     try:
         for cond in conditions:
@@ -129,11 +131,14 @@ def run_conditions(conditions: list[Condition], root: Path | None = None, timeou
             if cond.command not in done:
                 work = base / f"cmd{len(done) + 1}"
                 log.info("repro: running %s (for %s)", cond.command.splitlines()[0], cond.id)
+                if on_command is not None:
+                    on_command(len(done) + 1, n_commands, cond)
                 done[cond.command] = run_command(cond.command, root, work, timeout)
                 (work / "output.txt").write_text(done[cond.command][1], encoding="utf-8")
             rc, output, secs = done[cond.command]
             if rc != 0:
                 tail = " | ".join(output.strip().splitlines()[-3:])
+                tail = tail if len(tail) <= 160 else "..." + tail[-157:]
                 outcomes.append(Outcome(cond, ERROR, detail=f"command exited {rc}: {tail}", seconds=secs))
                 continue
             outcome = check(cond, output, kind)
