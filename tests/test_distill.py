@@ -323,7 +323,8 @@ def test_train_distill_end_to_end_gives_a_loadable_model(tiny_lm, tmp_path):
     model.save_pretrained(student)
     tok.save_pretrained(student)
     out = tmp_path / "distill"
-    args = ["train", "distill", "--corpus", "dl19", "--teacher", "dense:minilm-l6", "--student", str(student),
+    args = ["train", "distill", "--corpus", "dl19", "--teacher", "dense:minilm-l6", "--student-kind", "llm",
+            "--student", str(student),
             "--generator", "smollm2-135m", "--n-queries", "6", "--depth", "10", "--keep-top", "10",
             "--group-size", "3", "--max-doc-tokens", "24", "--epochs", "1", "--dtype", "float32", "--out", str(out)]
     assert main(args) == 0

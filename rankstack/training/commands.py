@@ -75,36 +75,7 @@ def add_parsers(sub) -> None:
 
     d = tsub.add_parser("distill", help="label-free distillation: synthetic queries from a corpus, a teacher's "
                                         "ranks, a trained student (every step's file kept in --out)")
-    d.add_argument("--corpus", required=True, help="corpus file or dataset name (dl19, vaswani, cacm)")
-    d.add_argument("--teacher", default="dense:minilm-l6", help="TREC run file, NAME:MODEL (dense:minilm-l6, "
-                   "first:PATH, cross_encoder:MODEL) or qrels:FILE|DATASET (human judgements)")
-    d.add_argument("--student", default="smollm2-135m", help="the model to train (alias, folder, .gguf, hub id)")
-    d.add_argument("--generator", default=None, help="the model that writes queries (default: the student)")
-    d.add_argument("--paradigm", default="pointwise", choices=["pointwise", "first"])
-    d.add_argument("--n-queries", type=int, default=500, help="passages sampled to write queries for")
-    d.add_argument("--queries", default=None, help="train on these queries instead of generating them (topics file or "
-                   "dataset; with --candidates and e.g. --teacher qrels:dl19 for the supervised variant)")
-    d.add_argument("--candidates", default=None, help="with --queries: their first-stage run (file or dataset)")
-    d.add_argument("--out", "-o", required=True, help="folder for every intermediate file and the model")
-    d.add_argument("--depth", type=int, default=30, help="BM25 candidates per synthetic query")
-    d.add_argument("--keep-top", type=int, default=3, help="consistency filter: source in the teacher's top K")
-    d.add_argument("--max-doc-tokens", type=int, default=96)
-    d.add_argument("--method", default="yesno", help="pointwise: yesno | prorank | qlm (query likelihood)")
-    d.add_argument("--loss", default="listwise", choices=["listwise", "margin_mse", "bce"])
-    d.add_argument("--group-size", type=int, default=8, help="pointwise: candidates per query and step")
-    d.add_argument("--window", type=int, default=20, help="first: passages per window")
-    d.add_argument("--epochs", type=float, default=1.0)
-    d.add_argument("--lr", type=float, default=2e-4)
-    d.add_argument("--lora-r", type=int, default=16)
-    d.add_argument("--no-lora", action="store_true", help="full fine-tuning")
-    d.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
-                   help="training precision (default: bf16 on CPUs with bf16 instructions and on GPUs, else fp32)")
-    d.add_argument("--token-budget", type=int, default=None, help="train on whole queries (seeded order) until their "
-                   "prompts hold this many tokens (CPU training time is set by tokens)")
-    d.add_argument("--val-queries", type=int, default=0, help="hold out this many kept queries and report the "
-                   "student's agreement with the teacher on them (label-free validation)")
-    d.add_argument("--threads", type=int, default=None)
-    d.add_argument("--seed", type=int, default=0)
+    _distill_args(d)
     d.set_defaults(func=cmd_distill)
 
     v = tsub.add_parser("mvp", help="train an MVP reranker (multi-view, non-generative) on a teacher's ranks")
@@ -149,6 +120,60 @@ def add_parsers(sub) -> None:
     g.add_argument("--threads", type=int, default=None)
     g.add_argument("--seed", type=int, default=0)
     g.set_defaults(func=cmd_generate_queries)
+
+
+def _distill_args(d: argparse.ArgumentParser) -> None:
+    d.add_argument("--corpus", required=True, help="corpus file or dataset name (dl19, vaswani, cacm)")
+    d.add_argument("--out", "-o", required=True, help="folder for every intermediate file and the model")
+    t = d.add_argument_group("teacher and student")
+    t.add_argument("--teacher", default="dense:minilm-l6", help="TREC run file, NAME:MODEL (dense:minilm-l6, "
+                   "qlm:smollm2-135m, pointwise-METHOD:MODEL, cross_encoder:DIR), bm25 (the candidates' scores), "
+                   "qrels:FILE|DATASET (human judgements), or an ensemble joined by '+' (dense:minilm-l6+bm25)")
+    t.add_argument("--teacher-weights", default=None, help="an ensemble's weights, e.g. 0.8,0.2 (default equal)")
+    t.add_argument("--student-kind", default="cross-encoder", choices=["cross-encoder", "llm"],
+                   help="cross-encoder (default: a sentence-transformers CrossEncoder from an encoder) or llm "
+                        "(a causal LM as a pointwise/FIRST reranker, LoRA)")
+    t.add_argument("--student", default=None, help="the model to train (default: minilm-l6 for a cross-encoder, "
+                   "smollm2-135m for an llm; alias, folder, .gguf, hub id)")
+    t.add_argument("--generator", default=None, help="the model that writes queries (default: smollm2-135m, or the "
+                   "llm student)")
+    t.add_argument("--rounds", type=int, default=1, choices=[1, 2], help="2: the round-1 student fused with the "
+                   "teacher teaches a second round on fresh passages (cross-encoder)")
+    g = d.add_argument_group("synthetic queries")
+    g.add_argument("--n-queries", type=int, default=500, help="passages sampled to write queries for")
+    g.add_argument("--samples", type=int, default=1, help="queries drawn per passage (one shared prefill); the "
+                   "distinct usable ones are kept")
+    g.add_argument("--gen-passage-tokens", type=int, default=128, help="the generator's view of a passage")
+    g.add_argument("--gen-batch-size", type=int, default=32, help="passages per generation batch")
+    g.add_argument("--queries", default=None, help="train on these queries instead of generating them (topics file or "
+                   "dataset; with --candidates and e.g. --teacher qrels:dl19 for the supervised variant)")
+    g.add_argument("--candidates", default=None, help="with --queries: their first-stage run (file or dataset)")
+    g.add_argument("--depth", type=int, default=30, help="BM25 candidates per synthetic query")
+    g.add_argument("--keep-top", type=int, default=3, help="consistency filter: source in the teacher's top K")
+    g.add_argument("--val-queries", type=int, default=0, help="hold out this many queries and report, label-free, "
+                   "how the student ranks them (cross-encoder: MRR@10 of the source passage)")
+    m = d.add_argument_group("training")
+    m.add_argument("--loss", default=None, choices=["listnet", "lambda", "margin_mse", "listwise", "bce"],
+                   help="cross-encoder: listnet (default), lambda, margin_mse; llm: listwise (default), margin_mse, bce")
+    m.add_argument("--group-size", type=int, default=8, help="candidates per query in a training row")
+    m.add_argument("--max-length", type=int, default=None, help="tokens per (query, passage) pair (cross-encoder, "
+                   "default 128) or training prompt (llm, default 1536)")
+    m.add_argument("--batch-size", type=int, default=4, help="cross-encoder: queries per step")
+    m.add_argument("--epochs", type=float, default=1.0)
+    m.add_argument("--lr", type=float, default=None, help="default 7e-5 (cross-encoder), 2e-4 (llm LoRA)")
+    m.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
+                   help="training precision (default: bf16 on CPUs with bf16 instructions and on GPUs, else fp32)")
+    m.add_argument("--threads", type=int, default=None)
+    m.add_argument("--seed", type=int, default=0)
+    m2 = d.add_argument_group("llm students")
+    m2.add_argument("--paradigm", default="pointwise", choices=["pointwise", "first"])
+    m2.add_argument("--method", default="yesno", help="pointwise: yesno | prorank | qlm (query likelihood)")
+    m2.add_argument("--max-doc-tokens", type=int, default=96)
+    m2.add_argument("--window", type=int, default=20, help="first: passages per window")
+    m2.add_argument("--lora-r", type=int, default=16)
+    m2.add_argument("--no-lora", action="store_true", help="full fine-tuning")
+    m2.add_argument("--token-budget", type=int, default=None, help="train on whole queries (seeded order) until their "
+                    "prompts hold this many tokens (CPU training time is set by tokens)")
 
 
 def _inputs(args):
@@ -251,14 +276,23 @@ def cmd_grpo(args) -> int:
 def cmd_distill(args) -> int:
     from rankstack.training.pipeline import DistillConfig, run_distill
 
-    cfg = DistillConfig(corpus=args.corpus, teacher=args.teacher, student=args.student, generator=args.generator,
-                        paradigm=args.paradigm, n_queries=args.n_queries, queries=args.queries,
-                        candidates=args.candidates, seed=args.seed, depth=args.depth,
+    from rankstack.errors import RankstackError
+    from rankstack.training.teacher import parse_weights
+
+    ce = args.student_kind == "cross-encoder"
+    if args.loss and (args.loss in ("listnet", "lambda")) != ce and args.loss != "margin_mse":
+        raise RankstackError(f"--loss {args.loss} is not a loss for a {args.student_kind} student")
+    cfg = DistillConfig(corpus=args.corpus, teacher=args.teacher, teacher_weights=parse_weights(args.teacher_weights),
+                        student_kind=args.student_kind, student=args.student, generator=args.generator,
+                        paradigm=args.paradigm, n_queries=args.n_queries, samples=args.samples,
+                        gen_passage_tokens=args.gen_passage_tokens, gen_batch_size=args.gen_batch_size,
+                        queries=args.queries, candidates=args.candidates, seed=args.seed, depth=args.depth,
                         keep_top=args.keep_top, max_doc_tokens=args.max_doc_tokens, method=args.method,
                         loss=args.loss, group_size=args.group_size, window=args.window, epochs=args.epochs,
-                        learning_rate=args.lr, lora=not args.no_lora, lora_r=args.lora_r,
-                        bf16=None if args.dtype is None else args.dtype == "bfloat16", threads=args.threads,
-                        val_queries=args.val_queries, token_budget=args.token_budget)
+                        learning_rate=args.lr, lora=not args.no_lora, lora_r=args.lora_r, max_length=args.max_length,
+                        batch_size_ce=args.batch_size, bf16=None if args.dtype is None else args.dtype == "bfloat16",
+                        threads=args.threads, val_queries=args.val_queries, token_budget=args.token_budget,
+                        rounds=args.rounds)
     summary = run_distill(cfg, args.out)
     f, t = summary.get("filter", {}), summary.get("training", {})
     print(f"kept {f.get('kept')} of {f.get('queries')} synthetic queries (keep-rate {f.get('keep_rate')}); "
@@ -267,7 +301,9 @@ def cmd_distill(args) -> int:
         print(f"trained in {t['seconds'] / 60:.1f} min: {t['tokens']} tokens, {t['tokens_per_second']} tokens/s")
     if summary.get("validation"):
         print(f"held-out synthetic queries: {json.dumps(summary['validation'])}")
-    print(f"saved: {args.out}/model  (use: rankstack rerank --reranker {args.paradigm} --model {args.out}/model ...)")
+    reranker = "cross_encoder" if ce else args.paradigm
+    final = f"{args.out}/round2/model" if args.rounds == 2 else f"{args.out}/model"
+    print(f"saved: {final}  (use: rankstack rerank --reranker {reranker} --model {final} ...)")
     return 0
 
 

@@ -14,8 +14,19 @@ queries written by another generator) and the rest follows:
 | ``teacher.trec`` | the teacher's run over those candidates |
 | ``queries.tsv``, ``qrels.txt`` | what the consistency filter kept, and their pseudo-qrels |
 | ``examples.jsonl`` | the training rows (pointwise groups or FIRST windows with the teacher's order) |
-| ``model/`` | the trained student (merged weights; ``load_reranker(paradigm, model=DIR/model)``) |
-| ``summary.json`` | counts, keep-rate, training time, tokens and tokens/s, the options used |
+| ``model/`` | the trained student (``load_reranker("cross_encoder", model=DIR/model)``, or the LLM student's paradigm) |
+| ``round2/`` | with ``rounds=2``: the same files for a fresh passage sample, taught by the round-1 student fused with the teacher |
+| ``summary.json`` | counts, keep-rate, each step's seconds, tokens and tokens/s, the options used |
+
+Two kinds of student (``student_kind``):
+
+- ``cross-encoder`` (default): a sentence-transformers CrossEncoder started from an encoder
+  (``minilm-l6``) and trained with sentence-transformers' CrossEncoderTrainer on the teacher's
+  per-query scores (``loss``: ``listnet``, ``lambda`` or ``margin_mse``;
+  :mod:`rankstack.training.cross_encoder`). Held-out generated queries (``val_queries``, drawn
+  before the filter) measure, label-free, how often BM25, the teacher and the student put the
+  passage a query was written from in their top 10 (MRR@10).
+- ``llm``: a causal LM trained as a pointwise (yes/no, QLM, ...) or FIRST reranker, LoRA.
 
 No query or judgement of a test collection is used: the queries are written from the corpus's
 passages and their labels are the teacher's.
@@ -36,16 +47,24 @@ from rankstack.rerankers.registry import save_options
 log = logging.getLogger(__name__)
 
 PARADIGMS = ("pointwise", "first")
+STUDENT_KINDS = ("cross-encoder", "llm")
+#: each kind's default student, generator, loss and length cap
+KIND_DEFAULTS = {"cross-encoder": {"student": "minilm-l6", "loss": "listnet", "max_length": 128, "learning_rate": 7e-5},
+                 "llm": {"student": "smollm2-135m", "loss": "listwise", "max_length": 1536, "learning_rate": 2e-4}}
 
 
 @dataclass
 class DistillConfig:
     corpus: str
     teacher: str = "dense:minilm-l6"
-    student: str = "smollm2-135m"
-    generator: str | None = None  # default: the student
+    teacher_weights: list[float] | None = None  # an ensemble teacher's weights (default equal)
+    student_kind: str = "cross-encoder"
+    student: str | None = None  # default: minilm-l6 (cross-encoder), smollm2-135m (llm)
+    generator: str | None = None  # default: smollm2-135m, or an llm student itself
     paradigm: str = "pointwise"
     n_queries: int = 500  # passages sampled to write queries for (the filter keeps a share)
+    samples: int = 1  # queries drawn per passage (one shared prefill); the distinct usable ones are kept
+    gen_passage_tokens: int = 128  # the generator's view of a passage
     queries: str | None = None  # given training queries (topics file or dataset): no generation, no filter
     candidates: str | None = None  # with queries: their first-stage run (file or dataset)
     seed: int = 0
@@ -54,25 +73,38 @@ class DistillConfig:
     max_doc_tokens: int = 96  # passages cut for the student (and the generator's view)
     # pointwise
     method: str = "yesno"
-    loss: str = "listwise"
-    group_size: int = 8
+    loss: str | None = None  # default: listnet (cross-encoder), listwise (llm)
+    group_size: int = 8  # candidates per query in a training row
     n_top: int = 2
     # first
     window: int = 20
     # training
     epochs: float = 1.0
-    learning_rate: float = 2e-4
+    learning_rate: float | None = None  # default: 7e-5 (cross-encoder, full fine-tuning), 2e-4 (llm, LoRA)
     lora: bool = True
     lora_r: int = 16
     groups_per_step: int = 2
     batch_size: int = 2  # first: windows per step
-    max_length: int = 1536
+    max_length: int | None = None  # tokens per training prompt (llm) or (query, passage) pair (cross-encoder)
+    batch_size_ce: int = 4  # cross-encoder: queries per step
     bf16: bool | None = None  # None: by the CPU (bf16 where avx512_bf16/AMX), bf16 on CUDA
-    val_queries: int = 0  # kept queries held out of training to validate on (label-free: the teacher's grades)
+    val_queries: int = 0  # queries held out of training to validate on, label-free (see the module docstring)
+    rounds: int = 1  # 2: a second round taught by the round-1 student fused with the teacher
     token_budget: int | None = None  # train on whole queries (seeded order) until their prompts hold this many tokens
     threads: int | None = None
-    gen_batch_size: int = 16
+    gen_batch_size: int = 32
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.student_kind not in STUDENT_KINDS:
+            raise RankstackError(f"student kind must be one of {STUDENT_KINDS}, got {self.student_kind!r}")
+        if self.rounds not in (1, 2):
+            raise RankstackError(f"rounds must be 1 or 2, got {self.rounds}")
+        for key, value in KIND_DEFAULTS[self.student_kind].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        if self.generator is None:
+            self.generator = self.student if self.student_kind == "llm" else "smollm2-135m"
 
 
 def _bf16_default() -> bool:
@@ -86,53 +118,134 @@ def _bf16_default() -> bool:
 
 
 def run_distill(cfg: DistillConfig, out_dir, progress: bool = True) -> dict:
-    """Run (or resume) the recipe into ``out_dir``; returns the summary it also writes."""
+    """Run (or resume) the recipe into ``out_dir``; returns the summary it also writes.
+
+    Args:
+        cfg: the recipe's options.
+        out_dir: the folder every step writes its file into (see the module docstring).
+        progress: tqdm bars for the long steps.
+
+    Returns:
+        The summary (``summary.json``): counts, keep-rate, each step's seconds, tokens/s, options.
+    """
     import torch
 
     from rankstack.data.datasets import resolve_corpus
-    from rankstack.data.trec import read_run, write_run
-    from rankstack.rerankers.backends import load_backend
-    from rankstack.rerankers.cache import ScoreCache, default_cache_path
-    from rankstack.training import synthetic as S
 
-    if cfg.paradigm not in PARADIGMS:
+    if cfg.student_kind == "llm" and cfg.paradigm not in PARADIGMS:
         raise RankstackError(f"train distill: paradigm must be one of {PARADIGMS}, got {cfg.paradigm!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     summary: dict = {"config": asdict(cfg)}
+    started = (time.perf_counter(), time.process_time())
     corpus = resolve_corpus(cfg.corpus)
     if len(corpus) == 0:
         raise RankstackError(f"the corpus {cfg.corpus!r} is empty")
-    student_be = None
+    from rankstack.training.teacher import load_teacher
 
-    def backend():
-        nonlocal student_be
-        if student_be is None:
-            student_be = load_backend("hf", model=cfg.generator or cfg.student, dtype="float32",
-                                      batch_size=cfg.gen_batch_size)
-        return student_be
-
+    teacher = load_teacher(cfg.teacher, weights=cfg.teacher_weights)  # a bad spec fails before any model runs
+    gen = _LazyBackend(cfg.generator, cfg.gen_batch_size)
     if cfg.queries:
-        kept = _given(cfg, corpus, out)
+        kept = _given(cfg, corpus, out, teacher)
         summary["filter"] = {"queries": len(kept.kept.queries), "kept": len(kept.kept.queries), "keep_rate": 1.0,
                              "given": cfg.queries}
-        return _finish(cfg, kept, corpus, backend, out, summary)
-    # 1. synthetic queries
+        return _finish(cfg, kept, [], corpus, gen, out, summary)
+    syn = _generate(cfg, corpus, out, gen, summary, progress, seed=cfg.seed)
+    val = _held_out(cfg, syn)
+    kept, cands, teacher_run = _teach(cfg, syn, corpus, out, teacher, summary, progress, exclude=set(val))
+    summary["wall_seconds_this_call"] = round(time.perf_counter() - started[0], 1)
+    summary["cpu_seconds_this_call"] = round(time.process_time() - started[1], 1)
+    summary = _finish(cfg, kept, val, corpus, gen, out, summary, full=(syn, cands, teacher_run))
+    summary["wall_seconds_this_call"] = round(time.perf_counter() - started[0], 1)
+    summary["cpu_seconds_this_call"] = round(time.process_time() - started[1], 1)
+    _write_summary(out, summary)
+    if cfg.rounds == 2:
+        from rankstack.training.ce_recipe import second_round
+
+        summary["round2"] = second_round(cfg, corpus, out, teacher, used={syn.source[q] for q in syn.source},
+                                         progress=progress)
+        _write_summary(out, summary)
+    return summary
+
+
+class _LazyBackend:
+    """The generator's hf backend, loaded on first use (a resumed run that has its queries never loads it)."""
+
+    def __init__(self, model: str, batch_size: int):
+        self.model, self.batch_size, self._be = model, batch_size, None
+
+    def __call__(self):
+        if self._be is None:
+            from rankstack.rerankers.backends import load_backend
+
+            self._be = load_backend("hf", model=self.model, dtype="auto", batch_size=self.batch_size)
+        return self._be
+
+
+def _generate(cfg: DistillConfig, corpus, out: Path, backend, summary: dict, progress: bool, seed: int,
+              exclude: set[str] | None = None):
+    """Step 1: synthetic queries for ``cfg.n_queries`` sampled passages (``generated.tsv``)."""
+    from rankstack.rerankers.cache import ScoreCache, default_cache_path
+    from rankstack.training import synthetic as S
+
     gen_topics, gen_qrels = out / "generated.tsv", out / "generated.qrels"
     if gen_topics.exists() and gen_qrels.exists():
         syn = S.read_synthetic(gen_topics, gen_qrels)
         log.info("step 1: %d generated queries read from %s", len(syn.queries), gen_topics)
-    else:
-        t0 = time.perf_counter()
-        syn = S.generate_queries(corpus, backend(), cfg.n_queries, seed=cfg.seed,
-                                 max_passage_tokens=max(cfg.max_doc_tokens, 128),
-                                 cache=ScoreCache(default_cache_path()), progress=progress)
-        S.write_synthetic(syn, gen_topics, gen_qrels, out / "generated.dropped.tsv")
-        summary["generation"] = {**dict(syn.stats), "seconds": round(time.perf_counter() - t0, 1),
-                                 "generator": (cfg.generator or cfg.student)}
-    # 2-3. candidates and the teacher's run
+        return syn
+    t0 = time.perf_counter()
+    syn = S.generate_queries(corpus, backend(), cfg.n_queries, seed=seed, samples=cfg.samples, keep=cfg.samples,
+                             max_passage_tokens=cfg.gen_passage_tokens, cache=ScoreCache(default_cache_path()),
+                             progress=progress, exclude=exclude, chunk_size=2 * cfg.gen_batch_size)
+    S.write_synthetic(syn, gen_topics, gen_qrels, out / "generated.dropped.tsv")
+    secs = time.perf_counter() - t0
+    summary["generation"] = {**dict(syn.stats), "seconds": round(secs, 1), "generator": cfg.generator,
+                             **_generation_speed(syn.stats, secs, backend())}
+    return syn
+
+
+def _generation_speed(stats, seconds: float, backend) -> dict:
+    """Tokens/s through the generator and the share of the CPU's fp32 FLOP peak they amount to
+    (2 x non-embedding parameters per token, plus the output layer per decoded token)."""
+    from rankstack.hardware import peak_flops
+
+    ran = stats.get("prefill_tokens", 0) + stats.get("decoded_tokens", 0)
+    if not ran or seconds <= 0:
+        return {}
+    model = backend.model
+    emb = model.get_input_embeddings().weight.numel()
+    body = sum(p.numel() for p in model.parameters()) - emb
+    flops = 2 * body * ran + 2 * emb * stats.get("decoded_tokens", 0)
+    peak = peak_flops(str(getattr(backend, "dtype", "float32")).replace("torch.", ""))
+    return {"tokens_per_second": round(ran / seconds, 1),
+            "generated_tokens_per_second": round(stats.get("decoded_tokens", 0) / seconds, 1),
+            "gflops": round(flops / seconds / 1e9, 1),
+            **({"peak_gflops": round(peak / 1e9, 1), "peak_fraction": round(flops / seconds / peak, 3)} if peak else {})}
+
+
+def _held_out(cfg: DistillConfig, syn) -> list[str]:
+    """Generated queries kept out of training to validate on (cross-encoder students; drawn before
+    the filter, seeded); the llm path holds out kept queries instead (:func:`_finish`)."""
+    import random
+
+    if cfg.student_kind != "cross-encoder" or not cfg.val_queries:
+        return []
+    qids = sorted(syn.queries)
+    if cfg.val_queries >= len(qids):
+        raise RankstackError(f"val_queries={cfg.val_queries} leaves no generated query to train on ({len(qids)})")
+    return sorted(random.Random(cfg.seed).sample(qids, cfg.val_queries))
+
+
+def _teach(cfg: DistillConfig, syn, corpus, out: Path, teacher, summary: dict, progress: bool,
+           exclude: set[str] = frozenset(), key: str = "teacher_seconds"):
+    """Steps 2-4: BM25 candidates, the teacher's run over them, the consistency filter (``exclude``:
+    held-out queries, ranked but never kept for training). Returns the filter's result and the
+    candidates and teacher runs of every generated query."""
+    from rankstack.data.trec import read_run, write_run
+    from rankstack.training import synthetic as S
+
     cand_path, teacher_path = out / "candidates.trec", out / "teacher.trec"
     if cand_path.exists() and teacher_path.exists():
         cands, teacher_run = read_run(cand_path), read_run(teacher_path)
@@ -141,24 +254,32 @@ def run_distill(cfg: DistillConfig, out_dir, progress: bool = True) -> dict:
 
         t0 = time.perf_counter()
         cands, teacher_run = S.candidate_runs(syn, BM25Retriever.from_corpus(corpus, show_progress=progress),
-                                              cfg.teacher, corpus, depth=cfg.depth)
+                                              teacher, corpus, depth=cfg.depth)
         write_run(cands, cand_path)
         write_run(teacher_run, teacher_path)
-        summary["teacher_seconds"] = round(time.perf_counter() - t0, 1)
-    # 4. the consistency filter
-    kept = S.consistency_filter(syn, cands, teacher_run, keep_top=cfg.keep_top)
+        summary[key] = round(time.perf_counter() - t0, 1)
+    train = syn.subset([q for q in syn.queries if q not in exclude])
+    kept = S.consistency_filter(train, cands, teacher_run, keep_top=cfg.keep_top)
     S.write_synthetic(kept.kept, out / "queries.tsv", out / "qrels.txt")
     summary["filter"] = {**dict(kept.stats), "keep_rate": round(kept.keep_rate, 4)}
-    return _finish(cfg, kept, corpus, backend, out, summary)
+    return kept, cands, teacher_run
 
 
-def _given(cfg: DistillConfig, corpus, out: Path):
+def _write_summary(out: Path, summary: dict) -> dict:
+    prev = out / "summary.json"
+    if prev.exists():  # keep what earlier (partial) runs measured
+        old = json.loads(prev.read_text())
+        summary = {**old, **{k: v for k, v in summary.items() if k != "config"}, "config": summary["config"]}
+    prev.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def _given(cfg: DistillConfig, corpus, out: Path, teacher):
     """Steps 1-4 for given queries and candidates (e.g. a collection's own queries with a ``qrels:``
     teacher: the supervised variant): the teacher ranks the candidates, nothing is filtered."""
     from rankstack.data.datasets import resolve_queries, resolve_run
     from rankstack.data.trec import read_run, write_run
     from rankstack.training.synthetic import FilterResult, SyntheticQueries
-    from rankstack.training.teacher import load_teacher
 
     if not cfg.candidates:
         raise RankstackError("given --queries need --candidates (their first-stage run)")
@@ -169,15 +290,23 @@ def _given(cfg: DistillConfig, corpus, out: Path):
     if teacher_path.exists():
         teacher_run = read_run(teacher_path)
     else:
-        teacher_run = load_teacher(cfg.teacher).rank(cands, queries, corpus, depth=cfg.depth)
+        teacher_run = teacher.rank(cands, queries, corpus, depth=cfg.depth)
         write_run(teacher_run, teacher_path)
     write_run(cands, out / "candidates.trec")
     qs = {q: queries[q] for q in teacher_run}
     return FilterResult(SyntheticQueries(qs, {}), cands, teacher_run, Counter(queries=len(qs), kept=len(qs)))
 
 
-def _finish(cfg: DistillConfig, kept, corpus, backend, out: Path, summary: dict) -> dict:
-    """Steps 5-6: examples from the kept queries and the teacher's run, then the student."""
+def _finish(cfg: DistillConfig, kept, val: list[str], corpus, backend, out: Path, summary: dict,
+            full=None) -> dict:
+    """Steps 5-6: examples from the kept queries and the teacher's run, then the student (and the
+    label-free validation). ``val``: held-out generated queries (cross-encoder students);
+    ``full``: (generated queries, candidates, teacher run) of every generated query."""
+    if cfg.student_kind == "cross-encoder":
+        from rankstack.training.ce_recipe import finish_cross_encoder
+
+        summary.update(finish_cross_encoder(cfg, kept, val, corpus, out, full))
+        return _write_summary(out, summary)
     val = sorted(kept.kept.queries)[-cfg.val_queries:] if cfg.val_queries else []
     if val and len(val) >= len(kept.kept.queries):
         raise RankstackError(f"val_queries={cfg.val_queries} leaves no query to train on")
@@ -203,12 +332,7 @@ def _finish(cfg: DistillConfig, kept, corpus, backend, out: Path, summary: dict)
         save_options(model_dir, cfg.paradigm, _reranker_options(cfg))
     if val and "validation" not in summary:
         summary["validation"] = _validate(cfg, kept, val, corpus, model_dir)
-    prev = out / "summary.json"
-    if prev.exists():  # keep what earlier (partial) runs measured
-        old = json.loads(prev.read_text())
-        summary = {**old, **{k: v for k, v in summary.items() if k != "config"}, "config": summary["config"]}
-    prev.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    return summary
+    return _write_summary(out, summary)
 
 
 def _examples(cfg: DistillConfig, kept, corpus, backend, qids):

@@ -53,6 +53,8 @@ INSTRUCTION = "Write a search query for this document."
 
 #: version of the prompt below (part of the cache fingerprint)
 PROMPT_VERSION = "inpars-chat-1"
+#: how the hf backend samples them (part of the cache fingerprint: another sampler draws differently)
+SAMPLER = "shared-prefix-1"
 
 
 def query_prompt(passage: str, examples: Sequence[tuple[str, str]] = FEW_SHOT) -> Prompt:
@@ -147,25 +149,29 @@ def sample_passages(corpus, n: int, seed: int = 0, min_words: int = 12, exclude:
 def generate_queries(corpus, backend, n: int = 100, *, seed: int = 0, samples: int = 1, temperature: float = 0.7,
                      top_p: float = 0.95, max_new_tokens: int = 32, max_passage_tokens: int = 160,
                      examples: Sequence[tuple[str, str]] = FEW_SHOT, cache=None, chunk_size: int = 32,
-                     progress: bool = True, qid_prefix: str = "syn", exclude: set[str] | None = None) -> SyntheticQueries:
-    """Write queries for ``n`` sampled passages with ``backend`` (``samples`` tries each; the first
-    usable, new, non-copying one is kept). ``cache``: a :class:`ScoreCache` (resume, no repeats)."""
+                     progress: bool = True, qid_prefix: str = "syn", exclude: set[str] | None = None,
+                     keep: int = 1) -> SyntheticQueries:
+    """Write queries for ``n`` sampled passages with ``backend``: ``samples`` draws each (one
+    prefill shared by the draws on the ``hf`` backend), of which the first ``keep`` usable, new,
+    non-copying ones are kept. ``cache``: a :class:`ScoreCache` (resume, no repeats)."""
     if n <= 0:
         raise RankstackError(f"n must be > 0, got {n}")
+    if not 1 <= keep <= samples:
+        raise RankstackError(f"keep must be in 1..samples ({samples}), got {keep}")
     passages = sample_passages(corpus, n, seed=seed, exclude=exclude)
     texts = [backend.truncate(d.full_text, max_passage_tokens) if max_passage_tokens else d.full_text for d in passages]
     params = SamplingParams(n=samples, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                             stop=("\n",), seed=seed)
     requests = [GenerateRequest(query_prompt(t, examples), params) for t in texts]
-    fingerprint = f"synthetic:{PROMPT_VERSION}:{backend.fingerprint()}"
+    fingerprint = f"synthetic:{PROMPT_VERSION}:{SAMPLER}:{backend.fingerprint()}"
     stats: Counter = Counter(sampled=len(passages))
     with tqdm(total=len(requests), desc="generate queries", unit="passage", disable=not progress, leave=False) as bar:
-        outs = execute_requests(requests, backend_generate(backend), cache=cache, fingerprint=fingerprint,
+        outs = execute_requests(requests, backend_generate(backend, stats=stats), cache=cache, fingerprint=fingerprint,
                                 chunk_size=chunk_size, stats=stats, bar=bar, owners=[d.docid for d in passages])
     out = SyntheticQueries({}, {}, stats)
     seen: set[str] = set()
     for doc, text, comps in zip(passages, texts, outs):
-        reason = "empty"
+        reason, kept = "empty", 0
         for c in comps:
             stats["generated"] += 1
             q = clean_query(c.text)
@@ -183,8 +189,10 @@ def generate_queries(corpus, backend, n: int = 100, *, seed: int = 0, samples: i
             qid = f"{qid_prefix}{len(out.queries) + 1}"
             out.queries[qid] = Query(qid, q)
             out.source[qid] = doc.docid
-            break
-        else:
+            kept += 1
+            if kept >= keep:
+                break
+        if not kept:
             stats[f"dropped_{reason}"] += 1
             out.dropped.append((doc.docid, comps[-1].text if comps else "", reason))
     stats["kept"] = len(out.queries)
@@ -195,8 +203,31 @@ def generate_queries(corpus, backend, n: int = 100, *, seed: int = 0, samples: i
     return out
 
 
-def backend_generate(backend):
-    """``run`` for :func:`execute_requests`: one batch of generate requests on ``backend``."""
+def backend_generate(backend, batch_size: int | None = None, stats: Counter | None = None):
+    """``run`` for :func:`execute_requests`: one batch of generate requests on ``backend``. On the
+    ``hf`` backend the few-shot prefix every query prompt shares runs once per batch, the ``n``
+    samples of a prompt share its prefill and a row stops at its newline
+    (:class:`~rankstack.rerankers.backends.shared_prefix_generate.SharedPrefixGenerator`); other
+    backends (an OpenAI-compatible server) get the requests as they are. ``stats`` (if given)
+    counts the tokens the model ran: ``prefill_tokens`` and ``decoded_tokens``."""
+    from rankstack.rerankers.backends.hf import HFBackend
+
+    if isinstance(backend, HFBackend):
+        from rankstack.rerankers.backends.shared_prefix_generate import SharedPrefixGenerator
+
+        gen = SharedPrefixGenerator(backend.model, backend.tokenizer, batch_size=batch_size or 32,
+                                    device=str(backend.device))
+
+        def run_fast(reqs):
+            before = dict(gen.tokens)
+            out = gen.generate(backend.encode_many([r.prompt for r in reqs]), reqs[0].params)
+            if stats is not None:
+                stats["prefill_tokens"] += sum(gen.tokens[k] - before[k] for k in ("prefix", "suffix"))
+                stats["decoded_tokens"] += gen.tokens["decoded"] - before["decoded"]
+            return out
+
+        return run_fast
+
     def run(reqs):
         return backend.generate([r.prompt for r in reqs], reqs[0].params)
 

@@ -7,7 +7,13 @@ section 9), not human labels. A teacher is given as
   ``load_teacher("runs/teacher.trec")``; its scores are used as they are;
 - a reranker spec ``NAME:MODEL`` that rankstack runs over the candidates:
   ``load_teacher("dense:minilm-l6")``, ``load_teacher("first:runs/first-model")``,
-  ``load_teacher("cross_encoder:cross-encoder/ms-marco-MiniLM-L6-v2")``.
+  ``load_teacher("cross_encoder:cross-encoder/ms-marco-MiniLM-L6-v2")``; a pointwise method as
+  ``pointwise-METHOD:MODEL``, and ``qlm:MODEL`` for query likelihood (``pointwise-qlm``);
+- ``bm25`` (or ``first-stage``): the candidates' own first-stage scores;
+- an **ensemble** of any of these joined by ``+``: ``load_teacher("dense:minilm-l6+bm25",
+  weights=[0.8, 0.2])``: per query, each member's scores are z-scored over the same candidates
+  and summed with the weights (default equal), a teacher better than any one member when they
+  err differently (:class:`EnsembleTeacher`).
 
 :meth:`Teacher.rank` returns the teacher's :class:`Run` over exactly the candidates of a
 first-stage run (its top ``depth``), which is what every example builder takes as ``teacher=``.
@@ -120,14 +126,51 @@ class QrelsTeacher(Teacher):
         return out
 
 
-def load_teacher(spec, missing: str = "error", **options) -> Teacher:
-    """A teacher from a spec: a :class:`Run`, a TREC run file, ``qrels:FILE|DATASET`` (human
-    judgements: the supervised variant) or ``NAME:MODEL`` (a reranker)."""
-    if isinstance(spec, Teacher):
-        return spec
-    if isinstance(spec, Run):
-        return RunTeacher(spec, missing=missing)
-    spec = str(spec)
+class FirstStageTeacher(Teacher):
+    """The candidates' own first-stage scores (BM25's, for the distillation recipe's candidates):
+    a member of an ensemble, never a teacher worth distilling alone."""
+
+    def __init__(self, name: str = "first-stage"):
+        self.name = name
+
+    def rank(self, run: Run, queries=None, corpus=None, depth: int = 100) -> Run:
+        return Run((run[q].top(depth) for q in run), name=f"teacher-{self.name}")
+
+
+class EnsembleTeacher(Teacher):
+    """Several teachers fused per query: each member's scores z-scored over the candidates, then
+    the weighted sum (weights default to equal). A candidate a member did not score gets that
+    member's lowest z-score (:func:`rankstack.retrieval.fusion.interpolate_rankings`)."""
+
+    def __init__(self, members: list[Teacher], weights: list[float] | None = None, name: str | None = None):
+        if len(members) < 2:
+            raise RankstackError("an ensemble teacher needs two or more members")
+        weights = [1.0 / len(members)] * len(members) if weights is None else [float(w) for w in weights]
+        if len(weights) != len(members):
+            raise RankstackError(f"{len(members)} teachers but {len(weights)} weights")
+        if any(w < 0 for w in weights) or not sum(weights) > 0:
+            raise RankstackError(f"teacher weights must be >= 0 and not all 0, got {weights}")
+        self.members, self.weights = members, weights
+        self.name = name or "+".join(m.name for m in members)
+
+    def rank(self, run: Run, queries: Mapping[str, Query], corpus, depth: int = 100) -> Run:
+        from rankstack.retrieval.fusion import interpolate_rankings
+
+        runs = [m.rank(run, queries, corpus, depth=depth) for m in self.members]
+        common = [q for q in run if all(q in r for r in runs)]
+        if not common:
+            raise RankstackError(f"the ensemble's members ({self.name}) rank no query in common")
+        out = Run(name=f"teacher-{self.name}")
+        for q in common:
+            out[q] = interpolate_rankings([r[q] for r in runs], self.weights, "zscore")
+        out.metadata = {"teacher": self.name, "weights": self.weights}
+        return out
+
+
+def _member(spec: str, missing: str, options: dict) -> Teacher:
+    """One teacher of a spec (no ``+``); see :func:`load_teacher`."""
+    if spec in ("bm25", "first-stage"):
+        return FirstStageTeacher(spec)
     if spec.startswith("qrels:"):
         from rankstack.data.datasets import resolve_qrels
 
@@ -140,10 +183,60 @@ def load_teacher(spec, missing: str = "error", **options) -> Teacher:
         from rankstack.rerankers.registry import RERANKERS, load_reranker
 
         name, model = spec.split(":", 1)
+        method = None
+        if name == "qlm":
+            name, method = "pointwise", "qlm"
+        elif name.startswith("pointwise-"):
+            name, method = "pointwise", name[len("pointwise-"):]
         if name in RERANKERS:
-            return RerankerTeacher(load_reranker(name, model=model, **options), name=spec)
-    raise RankstackError(f"teacher {spec!r} is neither a run file nor NAME:MODEL with a known reranker "
-                         "(e.g. dense:minilm-l6, first:PATH)")
+            opts = {**options, **({"method": method} if method else {})}
+            return RerankerTeacher(load_reranker(name, model=model, **opts), name=spec)
+    from rankstack.rerankers.registry import RERANKERS
+
+    raise RankstackError(f"teacher {spec!r} is neither a run file, bm25, qrels:FILE nor NAME:MODEL with a known "
+                         f"reranker (one of {', '.join(sorted(RERANKERS))}, qlm, pointwise-METHOD; "
+                         "e.g. dense:minilm-l6, qlm:smollm2-135m, dense:minilm-l6+bm25)")
+
+
+def parse_weights(text: str | None) -> list[float] | None:
+    """``"0.8,0.2"`` -> ``[0.8, 0.2]`` (``None``/empty: equal weights)."""
+    if not text:
+        return None
+    try:
+        return [float(w) for w in str(text).split(",")]
+    except ValueError:
+        raise RankstackError(f"teacher weights must be numbers separated by commas, got {text!r}") from None
+
+
+def load_teacher(spec, missing: str = "error", weights: list[float] | None = None, **options) -> Teacher:
+    """A teacher from a spec.
+
+    Args:
+        spec: a :class:`Teacher`, a :class:`Run`, a TREC run file, ``qrels:FILE|DATASET`` (human
+            judgements: the supervised variant), ``bm25`` (the candidates' own scores),
+            ``NAME:MODEL`` (a reranker; ``qlm:MODEL``, ``pointwise-METHOD:MODEL``), or several of
+            these joined by ``+`` (an :class:`EnsembleTeacher`), or a list of specs.
+        missing: a run teacher without a candidate's score: ``error`` or ``drop``.
+        weights: ensemble weights, one per member (default equal).
+        **options: passed to every reranker teacher's ``load_reranker``.
+
+    Returns:
+        The :class:`Teacher`.
+    """
+    if isinstance(spec, Teacher):
+        return spec
+    if isinstance(spec, Run):
+        return RunTeacher(spec, missing=missing)
+    parts = list(spec) if isinstance(spec, (list, tuple)) else None
+    if parts is None and not os.path.exists(str(spec)) and "+" in str(spec):
+        parts = [p.strip() for p in str(spec).split("+") if p.strip()]
+    if parts is not None:
+        members = [load_teacher(p, missing=missing, **options) for p in parts]
+        return members[0] if len(members) == 1 and weights is None else EnsembleTeacher(
+            members, weights, name="+".join(m.name for m in members))
+    if weights is not None:
+        raise RankstackError(f"teacher weights {weights} given for the single teacher {spec!r}")
+    return _member(str(spec), missing, options)
 
 
 # --- what builders derive from a teacher --------------------------------------------------------
@@ -151,12 +244,9 @@ def load_teacher(spec, missing: str = "error", **options) -> Teacher:
 
 def zscores(ranking: Ranking) -> dict[str, float]:
     """Per-query z-scores of the teacher's scores (all 0 when they are constant)."""
-    s = ranking.scores()
-    if not s:
-        return {}
-    mean = sum(s.values()) / len(s)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in s.values()) / len(s))
-    return {d: ((v - mean) / sd if sd > 0 else 0.0) for d, v in s.items()}
+    from rankstack.retrieval.fusion import normalize
+
+    return normalize(ranking.scores(), "zscore")
 
 
 def soft_targets(ranking: Ranking, temperature: float = 1.0) -> dict[str, float]:
