@@ -1,4 +1,4 @@
-"""``rankstack`` command line: retrieve | rerank | eval | report | convert | train | serve | demo | index.
+"""``rankstack`` command line: retrieve | rerank | eval | report | convert | train | serve | demo | index | repro.
 
 Each area adds its own subcommands from the module that owns it (``COMMANDS`` below), so
 this file stays a thin dispatcher; no library module imports it.
@@ -28,6 +28,7 @@ COMMANDS = [
     "rankstack.rerankers.commands",
     "rankstack.training.commands",
     "rankstack.serve.commands",
+    "rankstack.repro.commands",
 ]
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130

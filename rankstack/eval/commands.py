@@ -12,7 +12,8 @@ MISSING_HELP = ("count judged queries a run lacks as 0 over all judged queries (
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("eval", help="evaluate TREC runs (ir-measures), side by side with significance marks")
-    p.add_argument("runs", nargs="+", help="TREC run files or dataset names (NAME=PATH to label a column)")
+    p.add_argument("runs", nargs="+", help="TREC run files or dataset names (their first-stage run: dl19); "
+                                         "NAME=PATH to label a column")
     p.add_argument("--qrels", required=True, help="qrels file or dataset name (dl19, vaswani, cacm)")
     p.add_argument("-m", "--measure", action="append", dest="measures",
                    help='measure (repeatable), e.g. -m nDCG@10 -m "R(rel=2)@100"; default nDCG@10')

@@ -101,7 +101,20 @@ def format_table(per_query: Mapping[str, Mapping[str, Mapping[str, float]]], bas
         The table, with its footnote as the last line.
     """
     header, rows, foot = table_cells(per_query, baseline, alpha, digits, extra)
-    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    return format_cells(header, rows) + "\n" + foot
+
+
+def format_cells(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Cells as an aligned text table: the first column left-aligned, the others right-aligned,
+    a rule under the header.
+
+    Args:
+        header: the column names.
+        rows: one sequence of cells per row, as many as ``header``.
+
+    Returns:
+        The table's lines joined by newlines (no trailing newline).
+    """
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     fmt = lambda r: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-    lines = [fmt(header), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows]
-    return "\n".join(lines + [foot])
+    return "\n".join([fmt(header), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows])

@@ -256,11 +256,24 @@ def render(data: ReportData, title: str | None = None, top: int = 10, words: int
                  + f"; rankstack {__version__}, {when}")
     banners = "".join(f'<div class="warn">{escape(w)}</div>' for w in data.warnings)
     banners += "".join(f'<div class="note">{escape(n)}</div>' for n in data.notes)
+    return page(title, f'<p class="sub">{sub}</p>{banners}{summary_section(data)}{charts_section(data)}'
+                       f"{cost_section(data)}{queries_section(data, top, words)}")
+
+
+def page(title: str, body: str) -> str:
+    """A self-contained HTML page: the report's styles, no scripts, a Content-Security-Policy that
+    forbids every fetch.
+
+    Args:
+        title: the page's title and first heading (plain text; escaped here).
+        body: HTML that follows the heading.
+
+    Returns:
+        The whole document, ending in a newline.
+    """
     return ("<!DOCTYPE html>\n"
             f'<html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>"
-            f'<h1>{escape(title)}</h1><p class="sub">{sub}</p>{banners}'
-            f"{summary_section(data)}{charts_section(data)}{cost_section(data)}{queries_section(data, top, words)}"
-            "</body></html>\n")
+            f"<h1>{escape(title)}</h1>{body}</body></html>\n")

@@ -1,0 +1,147 @@
+"""The reproduction table: as text (the CLI), Markdown (``docs/reproduction.md``) and HTML.
+
+Every condition is listed; one this run measured shows its measured number and status, the
+others the number their results file records. Numbers are printed as the files print them (the
+expected value with the recorded number's decimals), so every number on the page is one a
+results file or the conditions YAML holds.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+
+from rankstack.repro.conditions import Condition, recorded_number
+from rankstack.repro.runner import Outcome
+
+NOT_RUN = "not run"
+
+
+@dataclass
+class Row:
+    """One condition's line on the page."""
+
+    condition: Condition
+    recorded: str | None
+    outcome: Outcome | None
+
+    @property
+    def decimals(self) -> int:
+        shown = (self.outcome.measured if self.outcome and self.outcome.measured else None) or self.recorded or ""
+        return len(shown.partition(".")[2]) if "." in shown else 4
+
+    def expected(self) -> str:
+        return f"{self.condition.expected:.{self.decimals}f}"
+
+    def value(self) -> str:
+        if self.outcome is not None and self.outcome.measured is not None:
+            return self.outcome.measured
+        return self.recorded if self.recorded is not None else "-"
+
+    def delta(self) -> str:
+        o = self.outcome
+        return "" if o is None or o.delta is None else f"{o.delta:+.{self.decimals}f}"
+
+    def status(self) -> str:
+        if self.outcome is None:
+            return NOT_RUN
+        return self.outcome.status + (f" ({self.outcome.detail})" if self.outcome.detail else "")
+
+    def source(self) -> str:
+        return "measured" if self.outcome is not None and self.outcome.measured is not None else "recorded"
+
+
+def rows(conditions: list[Condition], outcomes: list[Outcome], root: Path) -> list[Row]:
+    """A :class:`Row` per condition: its outcome from this run, if any, and its recorded number."""
+    by_id = {o.condition.id: o for o in outcomes}
+    return [Row(c, recorded_number(c, root), by_id.get(c.id)) for c in conditions]
+
+
+def machine_text(cond: Condition) -> str:
+    m = cond.machine
+    dtype = "" if m["dtype"] in (None, "none") else f", {m['dtype']}"
+    return f"{m['cpu']}, {m['threads']} thread{'s' if m['threads'] != 1 else ''}{dtype}"
+
+
+def tolerance_text(cond: Condition) -> str:
+    other = f" (other CPU kind: {cond.tolerance_other:g})" if cond.tolerance_other is not None else ""
+    return f"{cond.tolerance:g}{other}"
+
+
+def text_table(outcomes: list[Outcome], recorded: dict[str, str | None]) -> str:
+    """The CLI's table of a run: id, expected, measured, delta, ok, seconds of its command."""
+    from rankstack.eval.table import format_cells
+
+    body = []
+    for o in outcomes:
+        r = Row(o.condition, recorded.get(o.condition.id), o)
+        secs = f"{o.seconds:.1f}" if o.seconds is not None else ""
+        body.append([o.condition.id, r.expected(), o.measured or "-", r.delta() or "-", r.status(), secs])
+    return format_cells(["id", "expected", "measured", "delta", "ok", "command s"], body)
+
+
+_COLUMNS = ("id", "collection", "first stage", "reranker", "model", "depth", "queries", "metric", "expected",
+            "tolerance", "value", "status", "measured on", "results file")
+
+
+def _cells(r: Row) -> list[str]:
+    c = r.condition
+    return [c.id, c.collection, c.first_stage, c.reranker, c.model or "-", str(c.depth or "-"), str(c.queries or "-"),
+            c.metric, r.expected(), tolerance_text(c), f"{r.value()} ({r.source()}{', ' + r.delta() if r.delta() else ''})",
+            r.status(), machine_text(c), c.results]
+
+
+def _commands(table: list[Row]) -> list[tuple[str, list[str]]]:
+    """Each distinct command once, with the ids it produces, in the file's order."""
+    out: dict[str, list[str]] = {}
+    for r in table:
+        out.setdefault(r.condition.command, []).append(r.condition.id)
+    return list(out.items())
+
+
+def _summary(table: list[Row], machine: str, command: str) -> str:
+    ran = [r for r in table if r.outcome is not None]
+    counts = {s: sum(1 for r in ran if r.outcome.status == s) for s in ("ok", "FAIL", "error", "skip")}
+    when = datetime.date.today().isoformat()
+    return (f"{len(table)} conditions. Last run: `{command}` on {when}, on {machine}: "
+            f"{counts['ok']} ok, {counts['FAIL']} failed, {counts['error']} errors, {counts['skip']} skipped; "
+            f"the {len(table) - len(ran)} conditions not run show the number their results file records.")
+
+
+def markdown(table: list[Row], machine: str, command: str) -> str:
+    """``docs/reproduction.md``: the table of every condition, then each command once."""
+    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")
+    lines = ["# Reproduction", "",
+             "<!-- generated by `rankstack repro --out docs/reproduction.md`: edit rankstack/repro/conditions.yaml "
+             "and rerun; do not edit by hand -->", "",
+             "Every number the docs quote as a result: the command that produces it, the value expected and its "
+             "tolerance, the machine it was measured on and the results file that recorded it. "
+             "How to run them: [repro-howto.md](repro-howto.md).", "",
+             _summary(table, machine, command), "",
+             "| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
+    lines += ["| " + " | ".join(esc(x) for x in _cells(r)) + " |" for r in table]
+    lines += ["", "## Commands", "", "Run from the repository root; `$WORK` is an empty folder "
+              "(`rankstack repro --only ID` runs one and checks it).", ""]
+    for cmd, ids in _commands(table):
+        lines += [", ".join(f"`{i}`" for i in ids) + ":", "", "```bash", cmd, "```", ""]
+    return "\n".join(lines)
+
+
+def html(table: list[Row], machine: str, command: str) -> str:
+    """The same page as a self-contained HTML file (the report's styles and Content-Security-Policy)."""
+    from rankstack.report.html import page
+
+    head = "".join(f"<th>{escape(c)}</th>" for c in _COLUMNS)
+    body, status = [], _COLUMNS.index("status")
+    for r in table:
+        cls = {"ok": "up", "FAIL": "down", "error": "down"}.get(r.outcome.status if r.outcome else "", "same")
+        cells = _cells(r)
+        body.append("<tr>" + "".join(f'<td class="{cls}">{escape(x)}</td>' if i == status else f"<td>{escape(x)}</td>"
+                                     for i, x in enumerate(cells)) + "</tr>")
+    cmds = "".join(f"<h3>{escape(', '.join(ids))}</h3><pre>{escape(cmd)}</pre>" for cmd, ids in _commands(table))
+    summary = escape(_summary(table, machine, command).replace("`", ""))
+    return page("rankstack: reproduction", f'<p class="sub">{summary}</p><table class="summary"><thead><tr>{head}'
+                                           f'</tr></thead><tbody>{"".join(body)}</tbody></table>'
+                                           f"<h2>Commands</h2>{cmds}")
