@@ -30,6 +30,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset", default="dl19")
     ap.add_argument("--students", nargs="+", default=[], help="train distill output folders (cross-encoder)")
+    ap.add_argument("--dense-students", nargs="*", default=[],
+                    help="folders whose model/ is a bi-encoder student (the dense teacher fine-tuned on the "
+                         "ensemble teacher's labels, benchmarks/dense_student.py)")
     ap.add_argument("--depth", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--qlm", action="store_true", help="also the zero-shot SmolLM2 QLM teacher row (slow on a CPU)")
@@ -106,6 +109,14 @@ def main() -> int:
             record(f"{label} + BM25 (0.8/0.2)", interpolate([run, bm25], [0.8, 0.2], depth=args.depth))
         made.append((folder, summ))
 
+    for folder in args.dense_students:
+        label = f"dense student {os.path.basename(folder.rstrip('/'))}"
+        run = rerank(label, load_reranker("dense", model=os.path.join(folder, "model"), progress=False, cache=False))
+        record(f"{label} + BM25 (0.8/0.2)", interpolate([run, bm25], [0.8, 0.2], depth=args.depth))
+        info = os.path.join(folder, "train.txt")
+        if os.path.exists(info):
+            made.append((folder, {"note": open(info).read().strip()}))
+
     t_name = "teacher: dense MiniLM-L6"
     for name in per:  # the second mark: a paired t-test against the dense teacher
         if name == t_name:
@@ -119,7 +130,7 @@ def main() -> int:
           f"BM25 (after the value) and vs the dense teacher (column), p < 0.05")
     print(format_table(per, baseline="BM25", extra=extra))
     for folder, summ in made:
-        print(f"\n{folder}: {recipe_line(summ)}")
+        print(f"\n{folder}: {summ['note'] if 'note' in summ else recipe_line(summ)}")
         if summ.get("round2"):
             print(f"  round 2: {recipe_line(summ['round2'])}")
     footer()

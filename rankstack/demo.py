@@ -8,17 +8,22 @@ import time
 log = logging.getLogger(__name__)
 
 
+#: the demo's rows; ``student`` joins them when the cache holds the demo student (training it takes
+#: longer than the demo's budget on 2 cores: ``rankstack demo --rerankers student`` makes it once)
+DEFAULT_RERANKERS = "dense:minilm-l6,pointwise,pointwise-qlm,first"
+
+
 def add_parsers(sub) -> None:
     p = sub.add_parser("demo", help="the main job: BM25 -> rerank with a small LLM -> nDCG table")
     p.add_argument("--dataset", default="dl19")
     p.add_argument("--depth", type=int, default=20)
     p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--rerankers", default="dense:minilm-l6,student,pointwise,pointwise-qlm,first",
+    p.add_argument("--rerankers", default=None,
                    help="comma-separated registry names, NAME:MODEL for a reranker with its own model, "
                         "pointwise-METHOD for a pointwise method (pointwise-qlm: query likelihood), student "
-                        "(the label-free cross-encoder the recipe trains on the dataset's corpus once, cached; "
-                        "student:DIR for your own); each also shown fused with BM25, w=0.8 z-score; the others "
-                        "run --model")
+                        "(the label-free cross-encoder the recipe trains on the dataset's corpus, once, into the "
+                        "cache; student:DIR for your own); each also shown fused with BM25, w=0.8 z-score; the "
+                        f"others run --model (default: {DEFAULT_RERANKERS}, and student when the cache holds it)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the cores free at start)")
     p.add_argument("--queries-limit", type=int, default=None, help="only the first N judged queries (a quick look)")
     p.add_argument("--no-cache", action="store_true")
@@ -40,7 +45,7 @@ def cmd_demo(args) -> int:
     for flag, val in (("--depth", args.depth), ("--queries-limit", args.queries_limit)):
         if val is not None and val <= 0:
             raise UsageError(f"{flag} must be > 0, got {val}")
-    specs = [n.strip() for n in args.rerankers.split(",") if n.strip()]
+    specs = [n.strip() for n in (args.rerankers or _default_rerankers(args.dataset)).split(",") if n.strip()]
     if not specs:
         raise UsageError("--rerankers names no reranker")
     ds = load_dataset(args.dataset)  # an unknown name fails here, in a second, listing the known ones
@@ -98,6 +103,15 @@ def cmd_demo(args) -> int:
     for w in filter(None, warnings):
         log.warning(w)
     return 0
+
+
+def _default_rerankers(dataset: str) -> str:
+    from rankstack.training.demo_student import demo_folder
+
+    if (demo_folder(dataset) / "model" / "config.json").exists():
+        return DEFAULT_RERANKERS.replace("dense:minilm-l6,", "dense:minilm-l6,student,")
+    log.info("no demo student in the cache: `rankstack demo --rerankers student` trains one (once) and shows it")
+    return DEFAULT_RERANKERS
 
 
 def _student(args, folder: str) -> tuple[str, str]:
