@@ -125,7 +125,9 @@ def markdown(table: list[Row], machine: str, command: str) -> str:
     lines += ["", "## Commands", "", "Run from the repository root; `$WORK` is an empty folder "
               "(`rankstack repro --only ID` runs one and checks it).", ""]
     for cmd, ids in _commands(table):
-        lines += [", ".join(f"`{i}`" for i in ids) + ":", "", "```bash", cmd, "```", ""]
+        lines += [", ".join(f"`{i}`" for i in ids) + ":", "",
+                  "<!-- snippet: skip (a reproduction command: `rankstack repro` runs and checks it) -->",
+                  "```bash", cmd, "```", ""]
     return "\n".join(lines)
 
 
