@@ -386,7 +386,8 @@ def test_distill_steps_whose_files_exist_are_skipped(dl19, tmp_path):
     (out / "model").mkdir()
     (out / "model" / "config.json").write_text("{}")
     (out / "summary.json").write_text(json.dumps({"training": {"seconds": 12.5}, "generation": {"kept": 3}}))
-    cfg = DistillConfig(corpus="dl19", student="no-such-model-anywhere", teacher="no-such-teacher:x", keep_top=1)
+    cfg = DistillConfig(corpus="dl19", student_kind="llm", student="no-such-model-anywhere", teacher="no-such-teacher:x",
+                        keep_top=1)
     summary = run_distill(cfg, out, progress=False)
     assert summary["examples"] == 3 and summary["filter"]["kept"] == 3 and summary["filter"]["keep_rate"] == 1.0
     assert summary["training"] == {"seconds": 12.5} and summary["generation"] == {"kept": 3}  # earlier runs' numbers

@@ -13,6 +13,7 @@ from rankstack.cli import main
 from rankstack.data.trec import read_run_metadata
 from rankstack.rerankers import load_reranker
 from rankstack.rerankers.backends.hf import HFBackend
+from rankstack.rerankers.engine import rerank_queries
 from rankstack.rerankers.pointwise import PointwiseReranker
 from rankstack.serve.client import RemoteReranker
 from rankstack.types import Doc, Query
@@ -57,8 +58,9 @@ def test_pointwise_puts_the_instruction_in_its_prompt_slot_and_cache_key(tiny_lm
     assert rr.instruct(Query("q", "flea life", INSTRUCTION)).text == "flea life"  # the slot takes it, not the query
     docs = [doc, Doc("b", "stock markets fell")]
     plain = rr.rerank("flea life", docs)
-    instructed = rr.rerank("flea life", docs, instruction=INSTRUCTION)
-    assert rr.last_stats["model_requests"] == 2 and rr.last_stats["cache_hits"] == 0  # not the plain prompts' cache
+    instructed, stats = rerank_queries(rr, {"q": Query("q", "flea life", INSTRUCTION)}, {"q": docs})
+    instructed = instructed["q"]
+    assert stats.model_requests == 2 and stats.cache_hits == 0  # not the plain prompts' cache
     fixed = PointwiseReranker(be, "yesno", cache=False, progress=False, instruction=INSTRUCTION)
     assert fixed.rerank("flea life", docs).scores() == pytest.approx(instructed.scores(), abs=1e-6)
     assert instructed.scores() != pytest.approx(plain.scores(), abs=1e-6)

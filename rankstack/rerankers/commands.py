@@ -216,6 +216,10 @@ def check_rerank_args(args) -> None:
                       ("--queries-limit", args.queries_limit), ("--workers", args.workers)):
         if val is not None and val <= 0:
             raise UsageError(f"{flag} must be > 0, got {val}")
+    from rankstack.rerankers.backends import BACKENDS
+
+    if getattr(args, "backend", None) and args.backend not in BACKENDS:  # a usage error: exit 2, before any data
+        raise UsageError(f"unknown backend {args.backend!r}; known: {', '.join(BACKENDS)}")
     check_inputs(run=args.run, topics=args.queries, corpus=args.corpus, qrels=args.qrels)
     if Path(args.out).is_dir():
         raise RankstackError(f"--out {args.out}: is a folder; give the TREC run file to write")

@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 
-from rankstack.errors import RankstackError
+from rankstack.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def check_bind(host: str, api_key: str | None, insecure: bool) -> None:
     """Refuse a non-loopback address without an API key (unless ``insecure``)."""
     if api_key or insecure or is_loopback(host):
         return
-    raise RankstackError(f"--host {host} is reachable from other machines: give --api-key (or RANKSTACK_API_KEY), "
+    raise UsageError(f"--host {host} is reachable from other machines: give --api-key (or RANKSTACK_API_KEY), "
                          "or --insecure to serve without one")
 
 

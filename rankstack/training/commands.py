@@ -195,12 +195,12 @@ def _distill_args(d: argparse.ArgumentParser) -> None:
 
 def _inputs(args):
     from rankstack.data.datasets import SPECS, check_inputs, resolve_corpus, resolve_qrels, resolve_queries, resolve_run
-    from rankstack.errors import RankstackError
+    from rankstack.errors import UsageError
 
     def pick(name):
         v = getattr(args, name) or args.dataset
         if not v:
-            raise RankstackError(f"--{name} is required (or --dataset)")
+            raise UsageError(f"--{name} is required (or --dataset)")
         return v
 
     check_inputs(topics=pick("queries"), qrels=pick("qrels"), run=pick("run"), corpus=pick("corpus"))

@@ -43,6 +43,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from rankstack.errors import RankstackError
+from rankstack.training.lazy import LazyBackend, LazyTeacher
 from rankstack.rerankers.registry import save_options
 
 log = logging.getLogger(__name__)
@@ -146,8 +147,11 @@ def run_distill(cfg: DistillConfig, out_dir, progress: bool = True) -> dict:
         raise RankstackError(f"the corpus {cfg.corpus!r} is empty")
     from rankstack.training.teacher import load_teacher
 
-    teacher = load_teacher(cfg.teacher, weights=cfg.teacher_weights)  # a bad spec fails before any model runs
-    gen = _LazyBackend(cfg.generator, cfg.gen_batch_size)
+    if (out / "teacher.trec").exists():  # a resumed run: the teacher loads only if a later step asks for it
+        teacher = LazyTeacher(lambda: load_teacher(cfg.teacher, weights=cfg.teacher_weights))
+    else:
+        teacher = load_teacher(cfg.teacher, weights=cfg.teacher_weights)  # a bad spec fails before any model runs
+    gen = LazyBackend(cfg.generator, cfg.gen_batch_size)
     if cfg.queries:
         kept = _given(cfg, corpus, out, teacher)
         summary["filter"] = {"queries": len(kept.kept.queries), "kept": len(kept.kept.queries), "keep_rate": 1.0,
@@ -169,20 +173,6 @@ def run_distill(cfg: DistillConfig, out_dir, progress: bool = True) -> dict:
                                          steps=STEPS, progress=progress)
         _write_summary(out, summary)
     return summary
-
-
-class _LazyBackend:
-    """The generator's hf backend, loaded on first use (a resumed run that has its queries never loads it)."""
-
-    def __init__(self, model: str, batch_size: int):
-        self.model, self.batch_size, self._be = model, batch_size, None
-
-    def __call__(self):
-        if self._be is None:
-            from rankstack.rerankers.backends import load_backend
-
-            self._be = load_backend("hf", model=self.model, dtype="auto", batch_size=self.batch_size)
-        return self._be
 
 
 def _generate(cfg: DistillConfig, corpus, out: Path, backend, summary: dict, progress: bool, seed: int,
@@ -445,5 +435,5 @@ def agreement(run, grades, source) -> dict:
 
 
 #: the recipe's steps, as :func:`rankstack.training.ce_recipe.second_round` reruns them
-STEPS = SimpleNamespace(backend=_LazyBackend, generate=_generate, held_out=_held_out, teach=_teach,
+STEPS = SimpleNamespace(backend=LazyBackend, generate=_generate, held_out=_held_out, teach=_teach,
                         write_summary=_write_summary)

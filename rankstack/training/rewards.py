@@ -32,7 +32,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from rankstack.errors import RankstackError
+from rankstack.errors import RankstackError, UsageError
 
 # --- completions -------------------------------------------------------------------------
 
@@ -395,7 +395,7 @@ def reward(name: str, **params) -> Callable[..., list[float]]:
     try:
         fn = REWARDS[name]
     except KeyError:
-        raise RankstackError(f"unknown reward {name!r}; known: {', '.join(REWARDS)}") from None
+        raise UsageError(f"unknown reward {name!r}; known: {', '.join(REWARDS)}") from None
     if not params:
         return fn
 
@@ -420,7 +420,7 @@ def build_rewards(spec: str | Sequence[str], **params) -> tuple[list[Callable], 
         name, _, w = item.partition(":")
         fn = REWARDS.get(name.strip())
         if fn is None:
-            raise RankstackError(f"unknown reward {name!r}; known: {', '.join(REWARDS)}")
+            raise UsageError(f"unknown reward {name!r}; known: {', '.join(REWARDS)}")
         accepted = set(inspect.signature(fn).parameters)
         funcs.append(reward(name.strip(), **{k: v for k, v in params.items() if k in accepted}))
         try:
