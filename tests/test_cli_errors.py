@@ -127,7 +127,10 @@ def test_ctrl_c_in_rerank_says_how_to_resume(tmp_path, data_dir):
     argv = [sys.executable, "-m", "rankstack.cli", "rerank", "--run", "dl19", "--queries", "dl19", "--corpus", "dl19",
             "--reranker", "dense", "--depth", "100", "--block-queries", "1", "--out", str(out), "--no-progress",
             "--no-cache", "--threads", "1"]  # 43 queries x 100 passages: minutes, interrupted after seconds
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    # a job started in the background by a non-interactive shell (CI under nohup/&) inherits SIGINT
+    # ignored, and Python then keeps it ignored: restore the default, as a terminal's Ctrl-C sees it
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while time.time() < deadline and (not out.exists() or not out.read_text().strip()):
         time.sleep(0.05)
