@@ -10,6 +10,9 @@ docs/s (documents answered / wall time), p50/p95/p99 latency, requests merged pe
 (from ``/metrics``), and every status received (all must be 200: none lost). The ratio is the
 throughput at the largest level over the sequential single-client level.
 
+``--engines torch,onnx-int8`` (dense, cross_encoder): the same levels on one server per engine,
+and the docs/s ratio of each engine to the first at each level.
+
 ``--control`` adds the largest level on a second server with ``--max-batch-docs`` = one request,
 so requests are never merged: it separates the gain of merging from that of concurrency.
 
@@ -133,6 +136,9 @@ def main(argv=None) -> int:
     ap.add_argument("--requests", default="12,32,64", help="requests sent per level (one number, or one per level)")
     ap.add_argument("--max-wait-ms", type=float, default=10.0)
     ap.add_argument("--max-batch-docs", type=int, default=640)
+    ap.add_argument("--engines", default=None,
+                    help="dense/cross_encoder: engines side by side, one server each, e.g. torch,onnx-int8 "
+                         "(--backend-option engine=...); default the reranker's own")
     ap.add_argument("--control", action="store_true", help="also the largest level with merging off")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "serve_load.txt"))
     args = ap.parse_args(argv)
@@ -152,11 +158,14 @@ def main(argv=None) -> int:
     what = (f"{args.reranker} {args.method}, hf backend dtype {args.dtype}" if args.reranker == "pointwise"
             else args.reranker)
     rows = []
-    with ServerProcess(common + ["--max-batch-docs", str(args.max_batch_docs)], env=CHILD_ENV) as srv:
-        run_level(srv.url, reqs[-1:], 1)  # warm-up (allocator, kernels), not counted
-        for c, n in zip(levels, counts):
-            rows.append(("merged", run_level(srv.url, reqs[:n], c)))
-            print(rows[-1], file=sys.stderr, flush=True)
+    engines = args.engines.split(",") if args.engines else [None]
+    for engine in engines:
+        opt = ["--backend-option", f"engine={engine}"] if engine else []
+        with ServerProcess(common + opt + ["--max-batch-docs", str(args.max_batch_docs)], env=CHILD_ENV) as srv:
+            run_level(srv.url, reqs[-1:], 1)  # warm-up (allocator, kernels, an engine's export), not counted
+            for c, n in zip(levels, counts):
+                rows.append((engine or "merged", run_level(srv.url, reqs[:n], c)))
+                print(rows[-1], file=sys.stderr, flush=True)
     if args.control:
         with ServerProcess(common + ["--max-batch-docs", str(args.docs)], env=CHILD_ENV) as srv:
             run_level(srv.url, reqs[-1:], 1)
@@ -164,12 +173,13 @@ def main(argv=None) -> int:
             print(rows[-1], file=sys.stderr, flush=True)
     load1 = os.getloadavg()
 
-    base = rows[0][1]["docs_s"]
+    base = rows[0][1]["docs_s"]  # the first server's single client: "x seq" of every row is against it
     lines = [
         "# " + command_line(),
         f"model {args.model} {what}, threads {args.threads}, "
         f"batch size {args.batch_size}; server --max-wait-ms {args.max_wait_ms:g} --max-batch-docs {args.max_batch_docs}; "
-        "no score cache",
+        "no score cache" + (f"; engines (one server each, --backend-option engine=...): {args.engines}"
+                            if args.engines else ""),
         f"data DL19: each request one query + {args.docs} of its BM25 top-100 passages, POST /v1/rerank on loopback",
         f"hardware: {describe()}; client threads in the same machine",
         f"load average (1/5/15 min) at start {load0[0]:.2f}/{load0[1]:.2f}/{load0[2]:.2f}, "
@@ -182,10 +192,15 @@ def main(argv=None) -> int:
         lines.append(f"{kind:<11} {r['clients']:>7} {r['requests']:>8} {r['docs']:>5} {r['wall']:>7.1f} "
                      f"{r['docs_s']:>7.2f} {r['docs_s'] / base:>6.2f} {r['p50']:>7.2f} {r['p95']:>7.2f} "
                      f"{r['p99']:>7.2f} {r['per_pass']:>8.1f}  {r['statuses']}")
-    top = [r for kind, r in rows if kind == "merged"][-1]
+    top = [r for kind, r in rows if kind == (engines[0] or "merged")][-1]
     lines += ["", f"ratio: {top['clients']} clients merged / 1 client sequential = {top['docs_s'] / base:.2f}x "
                   f"(goal >= 3x); every request answered: "
                   f"{all(set(r['statuses']) == {200} for _, r in rows)}"]
+    if len(engines) > 1:
+        by = {(kind, r["clients"]): r["docs_s"] for kind, r in rows}
+        for e in engines[1:]:
+            lines.append(f"{e} / {engines[0]} docs/s: " + ", ".join(
+                f"{c} client{'s' * (c > 1)} {by[(e, c)] / by[(engines[0], c)]:.2f}x" for c in levels))
     write_result(args.out, lines)
     return 0
 

@@ -156,3 +156,40 @@ def test_service_caps_map_onto_the_rerankers_chunking(dense):
     assert service_texts(dense, QUERY, [long_text], truncate=False) == ([long_text], 0)  # whole: chunking decides
     cut_to_budget, n = service_texts(dense, QUERY, [long_text], truncate=True)  # what MiniLM reads in one pass
     assert n == 1 and len(dense.encoder.tokenizer(cut_to_budget[0], add_special_tokens=False)["input_ids"]) == 254
+
+
+def test_a_chunking_server_scores_long_texts_by_their_best_chunk_and_truncate_by_the_first(tmp_path):
+    """A real ``rankstack serve --chunk-tokens`` process: TEI ``truncate=false`` scores a long text as
+    the max of its chunks (what the in-process MaxP reranker says), ``truncate=true`` as its first
+    chunk (FirstP), Cohere's ``max_tokens_per_doc`` cuts before chunking; a server that does not
+    chunk answers TEI's 413 for the same text."""
+    from serve_support import call, start_server
+
+    filler = "The central bank raised interest rates again on Monday, and markets fell. " * 6
+    long_text = filler + "Lobster rolls are sandwiches of lobster meat in a buttered hot dog bun. " + filler
+    texts = [long_text, "A guide to river stones."]
+    opts = dict(model="minilm-l6", cache=False, progress=False, chunk_tokens=32)
+    maxp = load_reranker("dense", **opts).rerank(QUERY, texts)
+    firstp = load_reranker("dense", aggregate="first", **opts).rerank(QUERY, texts)
+    assert maxp.scores()["0"] > firstp.scores()["0"] + 0.1  # the case can fail
+
+    srv = start_server(tmp_path, "--reranker", "dense", "--model", "minilm-l6", "--threads", "1",
+                       "--chunk-tokens", "32")
+    plain = start_server(tmp_path, "--reranker", "dense", "--model", "minilm-l6", "--threads", "1")
+    try:
+        def tei(url, truncate):
+            status, out = call(url, "/rerank", {"query": QUERY, "texts": texts, "truncate": truncate, "raw_scores": True})
+            assert status == 200, out
+            return {r["index"]: r["score"] for r in out}
+
+        whole, cut = tei(srv.url, False), tei(srv.url, True)
+        assert whole[0] == pytest.approx(maxp.scores()["0"], abs=1e-4)
+        assert cut[0] == pytest.approx(firstp.scores()["0"], abs=1e-4)
+        assert whole[1] == pytest.approx(cut[1], abs=1e-6)  # a short text is one chunk either way
+        status, out = call(srv.url, "/v2/rerank", {"model": "m", "query": QUERY, "documents": texts,
+                                                   "max_tokens_per_doc": 32})
+        assert status == 200 and out["results"][-1]["index"] == 0  # cut to 32 tokens: the lobster sentence is gone
+        assert call(plain.url, "/rerank", {"query": QUERY, "texts": [long_text * 3]})[0] == 413
+    finally:
+        assert srv.stop() == 0, srv.log_tail()
+        assert plain.stop() == 0, plain.log_tail()

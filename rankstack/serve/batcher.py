@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from rankstack.errors import RankstackError
 from rankstack.rerankers.base import Reranker
 from rankstack.rerankers.cache import ScoreCache
+from rankstack.rerankers.chunking import service_texts
 from rankstack.rerankers.engine import rerank_queries
 from rankstack.rerankers.calibration import relevance_scores
 from rankstack.serve import telemetry
@@ -237,7 +238,7 @@ class Batcher:
                 self._running = []
 
     def _prepare(self, p: _Pending) -> bool:
-        """Apply the limits to the job (query cut or 413, texts cut to ``max_tokens_per_doc``); False
+        """Apply the limits to the job (query cut or 413, texts cut as ``service_texts`` says); False
         when the job failed them (its future holds the error)."""
         job, lim, tok = p.job, self.limits, self.tokens
         truncate = lim.truncate if job.truncate is None else job.truncate
@@ -252,11 +253,10 @@ class Batcher:
                 if not truncate:
                     raise InputTooLong(f"query: {n} tokens; the limit is {lim.max_tokens}")
                 query, n = tok.cut(query, lim.max_tokens, job.truncate_left), lim.max_tokens
-            texts = job.texts
-            if job.max_tokens_per_doc is not None:
-                texts = [tok.cut(t, job.max_tokens_per_doc, False) for t in texts]
+            # Cohere's max_tokens_per_doc and TEI's truncate=true cut; a chunking server scores the rest whole
+            texts, _ = service_texts(self.reranker, query, job.texts, job.max_tokens_per_doc, job.truncate)
             counts = [tok.count(t) for t in texts]
-            if not truncate and lim.doc_tokens:
+            if not truncate and lim.doc_tokens and getattr(self.reranker, "chunking", None) is None:
                 for i, c in enumerate(counts):
                     if c > lim.doc_tokens:
                         raise InputTooLong(f"texts.{i}: {c} tokens; the limit is {lim.doc_tokens}")

@@ -7,7 +7,9 @@
 - Hugging Face TEI ``POST /rerank``: ``{query, texts, truncate, truncation_direction, raw_scores,
   return_text}`` -> ``[{index, score, text?}]`` (a bare array). ``truncate`` is honoured: false (TEI's
   default) answers 413 for a query or text over the token limits, true cuts them (from the
-  ``truncation_direction`` side).
+  ``truncation_direction`` side). A server started with ``--chunk-tokens`` scores a long text whole
+  (chunks, aggregated) where ``truncate`` is false, and its first chunk where it is true; Cohere's
+  ``max_tokens_per_doc`` cuts first (``rankstack.rerankers.chunking.service_texts``).
 - infinity's Cohere-shaped ``POST /rerank`` (the same path, told apart by its body: ``documents``
   instead of ``texts``): ``{model, query, documents: [str], top_n, return_documents, raw_scores}``
   -> ``{object, id, created, model, usage: {prompt_tokens, total_tokens}, results: [{index,
