@@ -10,7 +10,8 @@ Every row reranks the collection's BM25 top ``--depth`` (DL19: the shipped BM25 
 CACM: bm25s, k1=0.9 b=0.4) for every judged query. Rows: BM25; the teachers (dense MiniLM, with
 ``--qlm`` zero-shot SmolLM2 query likelihood) and the recipe's ensemble teacher (per-query
 z-scores, the recipe's weights); each student, and each fused with BM25 (0.8/0.2 on z-scores:
-ERank's weights, the project's default, fixed in advance). nDCG@10 with two paired t-test
+ERank's weights, the project's default, fixed in advance), with the teacher fused the same way as
+the control (what the fusion gives without any training). nDCG@10 with two paired t-test
 marks: vs BM25 and vs the dense teacher (``+``/``-``: p < 0.05). docs/s: this process, these
 threads, the reranking of the same pairs (first pass; no cache).
 """
@@ -29,7 +30,8 @@ from _common import footer, header  # also sets the offline env defaults
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset", default="dl19")
-    ap.add_argument("--students", nargs="+", default=[], help="train distill output folders (cross-encoder)")
+    ap.add_argument("--students", nargs="+", default=[],
+                    help="train distill output folders (cross-encoder or dense students, by their summary.json)")
     ap.add_argument("--dense-students", nargs="*", default=[],
                     help="folders whose model/ is a bi-encoder student (the dense teacher fine-tuned on the "
                          "ensemble teacher's labels, benchmarks/dense_student.py)")
@@ -82,6 +84,8 @@ def main() -> int:
 
     record("BM25", bm25)
     teacher = rerank("teacher: dense MiniLM-L6", load_reranker("dense", model="minilm-l6", progress=False, cache=False))
+    # the control for every "student + BM25" row: does training add anything the fusion alone does not?
+    record("teacher: dense MiniLM-L6 + BM25 (0.8/0.2)", interpolate([teacher, bm25], [0.8, 0.2], depth=args.depth))
     if args.qlm:
         rerank("teacher: QLM SmolLM2 zero-shot", load_reranker(
             "pointwise", model="smollm2-135m", method="qlm", progress=False, cache=False,
@@ -104,8 +108,10 @@ def main() -> int:
         if args.round2 and os.path.exists(os.path.join(folder, "round2", "model", "config.json")):
             models.append((" round 2", os.path.join(folder, "round2", "model")))
         for suffix, path in models:
-            label = f"student {os.path.basename(folder.rstrip('/'))} ({cfg['loss']}){suffix}"
-            run = rerank(label, load_reranker("cross_encoder", model=path, progress=False, cache=False))
+            kind = cfg.get("student_kind", "cross-encoder")
+            label = f"{kind} student {os.path.basename(folder.rstrip('/'))} ({cfg['loss']}){suffix}"
+            run = rerank(label, load_reranker("dense" if kind == "dense" else "cross_encoder", model=path,
+                                              progress=False, cache=False))
             record(f"{label} + BM25 (0.8/0.2)", interpolate([run, bm25], [0.8, 0.2], depth=args.depth))
         made.append((folder, summ))
 

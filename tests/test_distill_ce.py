@@ -159,6 +159,35 @@ def test_cross_encoder_student_learns_the_teachers_order_and_loads_back(bee_case
     assert ranking.docids[0] == "d0" and ranking.docids[-1] in ("d2", "d3"), ranking.docids
 
 
+def test_dense_student_moves_from_its_own_order_to_the_teachers_and_loads_back(bee_case, tmp_path):
+    """The teacher here prefers the off-topic passages (reversed order), which the MiniLM bi-encoder
+    does not: trained on the teacher's lists, the student follows the teacher."""
+    from rankstack.rerankers import load_reranker
+    from rankstack.rerankers.registry import save_options
+    from rankstack.training.cross_encoder import cross_encoder_examples
+    from rankstack.training.dense_student import dense_columns, train_dense_student
+
+    queries, cands, _, corpus = bee_case
+    reverse = Run(Ranking.from_scores(q, [(d, float(i)) for i, d in enumerate(["d0", "d1", "d2", "d3"])])
+                  for q in queries)
+    ds = cross_encoder_examples(queries, cands, reverse, corpus, loss="listnet", list_size=4, n_top=1, depth=4)
+    assert dense_columns(ds).column_names == ["query", "doc_0", "doc_1", "doc_2", "doc_3", "label"]
+    docs = [Doc(d, t) for d, t in BEES]
+    before = load_reranker("dense", model="minilm-l6", cache=False, progress=False).rerank("how do bees make honey", docs)
+    assert before.docids[0] == "d0"
+    res = train_dense_student(ds, model="minilm-l6", output_dir=str(tmp_path / "bi"), epochs=20, learning_rate=1e-4,
+                              batch_size=3, max_length=32, bf16=False, warmup_ratio=0.0, logging_steps=1)
+    losses = res.losses()
+    assert losses[-1] < losses[0], losses
+    save_options(tmp_path / "bi", "dense", {})
+    after = load_reranker("dense", model=str(tmp_path / "bi"), cache=False, progress=False)
+    ranking = after.rerank("how do bees make honey", docs)
+    assert ranking.docids.index("d3") < ranking.docids.index("d0"), ranking.docids
+    with pytest.raises(RankstackError, match="listnet rows"):
+        dense_columns(cross_encoder_examples(queries, cands, reverse, corpus, loss="margin_mse", list_size=4,
+                                             n_top=1, depth=4))
+
+
 def test_cross_encoder_examples_bad_input(bee_case):
     from rankstack.training.cross_encoder import cross_encoder_examples
 
@@ -229,3 +258,7 @@ def test_distill_config_rejects_bad_kinds_and_losses():
     assert (llm.student, llm.loss, llm.generator) == ("smollm2-135m", "listwise", "smollm2-135m")
     assert main(["train", "distill", "--corpus", "dl19", "--loss", "listnet", "--student-kind", "llm",
                  "--out", "/nonexistent/x"]) != 0
+    dense = DistillConfig(corpus="dl19", student_kind="dense")
+    assert (dense.student, dense.loss, dense.learning_rate) == ("minilm-l6", "listnet", 2e-5)
+    with pytest.raises(RankstackError, match="listwise distribution"):
+        DistillConfig(corpus="dl19", student_kind="dense", loss="lambda")

@@ -147,8 +147,9 @@ def _distill_args(d: argparse.ArgumentParser) -> None:
                    "qlm:smollm2-135m, pointwise-METHOD:MODEL, cross_encoder:DIR), bm25 (the candidates' scores), "
                    "qrels:FILE|DATASET (human judgements), or an ensemble joined by '+' (dense:minilm-l6+bm25)")
     t.add_argument("--teacher-weights", default=None, help="an ensemble's weights, e.g. 0.8,0.2 (default equal)")
-    t.add_argument("--student-kind", default="cross-encoder", choices=["cross-encoder", "llm"],
-                   help="cross-encoder (default: a sentence-transformers CrossEncoder from an encoder) or llm "
+    t.add_argument("--student-kind", default="cross-encoder", choices=["cross-encoder", "dense", "llm"],
+                   help="cross-encoder (default: a sentence-transformers CrossEncoder from an encoder), dense (a "
+                        "bi-encoder, by default the MiniLM teacher itself, fine-tuned with DistillKLDivLoss) or llm "
                         "(a causal LM as a pointwise/FIRST reranker, LoRA)")
     t.add_argument("--student", default=None, help="the model to train (default: minilm-l6 for a cross-encoder, "
                    "smollm2-135m for an llm; alias, folder, .gguf, hub id)")
@@ -177,7 +178,8 @@ def _distill_args(d: argparse.ArgumentParser) -> None:
                    "default 128) or training prompt (llm, default 1536)")
     m.add_argument("--batch-size", type=int, default=4, help="cross-encoder: queries per step")
     m.add_argument("--epochs", type=float, default=1.0)
-    m.add_argument("--lr", type=float, default=None, help="default 7e-5 (cross-encoder), 2e-4 (llm LoRA)")
+    m.add_argument("--lr", type=float, default=None,
+                   help="default 7e-5 (cross-encoder), 2e-5 (dense), 2e-4 (llm LoRA)")
     m.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
                    help="training precision (default: bf16 on CPUs with bf16 instructions and on GPUs, else fp32)")
     m.add_argument("--threads", type=int, default=None)
@@ -299,7 +301,7 @@ def cmd_distill(args) -> int:
 
     check_inputs(corpus=args.corpus, topics=args.queries, run=args.candidates)
 
-    ce = args.student_kind == "cross-encoder"
+    ce = args.student_kind != "llm"  # an encoder student (cross-encoder or dense)
     if args.loss and (args.loss in ("listnet", "lambda")) != ce and args.loss != "margin_mse":
         raise RankstackError(f"--loss {args.loss} is not a loss for a {args.student_kind} student")
     cfg = DistillConfig(corpus=args.corpus, teacher=args.teacher, teacher_weights=parse_weights(args.teacher_weights),
@@ -321,7 +323,7 @@ def cmd_distill(args) -> int:
         print(f"trained in {t['seconds'] / 60:.1f} min: {t['tokens']} tokens, {t['tokens_per_second']} tokens/s")
     if summary.get("validation"):
         print(f"held-out synthetic queries: {json.dumps(summary['validation'])}")
-    reranker = "cross_encoder" if ce else args.paradigm
+    reranker = {"cross-encoder": "cross_encoder", "dense": "dense"}.get(args.student_kind, args.paradigm)
     final = f"{args.out}/round2/model" if args.rounds == 2 else f"{args.out}/model"
     print(f"saved: {final}  (use: rankstack rerank --reranker {reranker} --model {final} ...)")
     return 0

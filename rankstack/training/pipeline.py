@@ -26,6 +26,9 @@ Two kinds of student (``student_kind``):
   :mod:`rankstack.training.cross_encoder`). Held-out generated queries (``val_queries``, drawn
   before the filter) measure, label-free, how often BM25, the teacher and the student put the
   passage a query was written from in their top 10 (MRR@10).
+- ``dense``: a bi-encoder, by default the dense MiniLM teacher itself, fine-tuned on the same
+  ``listnet`` rows with sentence-transformers' ``DistillKLDivLoss`` (:mod:`rankstack.training.dense_student`);
+  it starts from the teacher's ranking instead of a new head. Loads with ``load_reranker("dense", model=DIR/model)``.
 - ``llm``: a causal LM trained as a pointwise (yes/no, QLM, ...) or FIRST reranker, LoRA.
 
 No query or judgement of a test collection is used: the queries are written from the corpus's
@@ -49,9 +52,10 @@ from rankstack.rerankers.registry import save_options
 log = logging.getLogger(__name__)
 
 PARADIGMS = ("pointwise", "first")
-STUDENT_KINDS = ("cross-encoder", "llm")
+STUDENT_KINDS = ("cross-encoder", "dense", "llm")
 #: each kind's default student, generator, loss and length cap
 KIND_DEFAULTS = {"cross-encoder": {"student": "minilm-l6", "loss": "listnet", "max_length": 128, "learning_rate": 7e-5},
+                 "dense": {"student": "minilm-l6", "loss": "listnet", "max_length": 128, "learning_rate": 2e-5},
                  "llm": {"student": "smollm2-135m", "loss": "listwise", "max_length": 1536, "learning_rate": 2e-4}}
 
 
@@ -82,7 +86,7 @@ class DistillConfig:
     window: int = 20
     # training
     epochs: float = 1.0
-    learning_rate: float | None = None  # default: 7e-5 (cross-encoder, full fine-tuning), 2e-4 (llm, LoRA)
+    learning_rate: float | None = None  # default: 7e-5 (cross-encoder), 2e-5 (dense), 2e-4 (llm, LoRA)
     lora: bool = True
     lora_r: int = 16
     groups_per_step: int = 2
@@ -107,6 +111,9 @@ class DistillConfig:
                 setattr(self, key, value)
         if self.generator is None:
             self.generator = self.student if self.student_kind == "llm" else "smollm2-135m"
+        if self.student_kind == "dense" and self.loss != "listnet":
+            raise RankstackError(f"a dense student learns the teacher's listwise distribution (DistillKLDivLoss): "
+                                 f"--loss listnet, not {self.loss!r}")
 
 
 def _bf16_default() -> bool:
@@ -221,7 +228,7 @@ def _held_out(cfg: DistillConfig, syn) -> list[str]:
     the filter, seeded); the llm path holds out kept queries instead (:func:`_finish`)."""
     import random
 
-    if cfg.student_kind != "cross-encoder" or not cfg.val_queries:
+    if cfg.student_kind == "llm" or not cfg.val_queries:
         return []
     qids = sorted(syn.queries)
     if cfg.val_queries >= len(qids):
@@ -293,7 +300,7 @@ def _finish(cfg: DistillConfig, kept, val: list[str], corpus, backend, out: Path
     """Steps 5-6: examples from the kept queries and the teacher's run, then the student (and the
     label-free validation). ``val``: held-out generated queries (cross-encoder students);
     ``full``: (generated queries, candidates, teacher run) of every generated query."""
-    if cfg.student_kind == "cross-encoder":
+    if cfg.student_kind != "llm":
         from rankstack.training.ce_recipe import finish_cross_encoder
 
         summary.update(finish_cross_encoder(cfg, kept, val, corpus, out, full))
