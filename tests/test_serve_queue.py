@@ -103,3 +103,19 @@ def test_server_answers_503_with_retry_after_when_the_queue_is_full(tmp_path):
         assert len(answers["queued"][2]["results"]) == 3
     finally:
         assert srv.stop() == 0, srv.log_tail()
+
+
+def test_a_server_whose_libraries_print_to_stdout_starts_and_never_blocks_on_the_pipe(tmp_path):
+    """A line before the URL (NNCF's progress bar at an openvino-int8 export) is skipped, and what is
+    printed later (here 256 KB, four times a pipe's buffer) is drained to the log, not left to block."""
+    srv = ServerProcess(["--reranker", "_fault_reranker:NoisyDense", "--model", "minilm-l6", "--threads", "1"],
+                        env={"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "benchmarks")])},
+                        log_path=tmp_path / "server.log", start_timeout=120).start()
+    try:
+        status, _, body = _post(srv.url, {"query": "PRINT256 fleas", "documents": ["Fleas are insects.", "Stocks fell."]})
+        assert status == 200 and body["results"][0]["index"] == 0, body
+        status, _, body = _post(srv.url, {"query": "what is a flea?", "documents": ["Stocks fell.", "Fleas bite."]})
+        assert status == 200 and body["results"][0]["index"] == 1, body
+    finally:
+        srv.stop()
+    assert "x" * 1023 in (tmp_path / "server.log").read_text()

@@ -43,15 +43,22 @@ class ServerProcess:
                                          env={**os.environ, **self.env})
         timer = threading.Timer(self.start_timeout, self.proc.kill)
         timer.start()
+        before: list[str] = []  # what a library printed to stdout first (NNCF's progress bars, say)
+        m = None
         try:
-            line = self.proc.stdout.readline()  # the command prints its URL once the socket is bound
+            for line in self.proc.stdout:  # the command prints its URL once the socket is bound
+                m = re.search(r"http://[\w.\[\]:-]+:\d+", line)
+                if m:
+                    break
+                before.append(line)
         finally:
             timer.cancel()
-        m = re.search(r"http://[\w.\[\]:-]+:\d+", line)
         if not m:
             self.proc.kill()
-            raise RankstackError(f"rankstack serve did not start: {line!r}\n{self.log_tail()}")
+            raise RankstackError(f"rankstack serve did not start: {''.join(before[-5:])!r}\n{self.log_tail()}")
         self.url = m.group(0)
+        # keep reading stdout, so that a full pipe never blocks the server; it goes to the log
+        threading.Thread(target=self._drain, daemon=True).start()
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             try:
@@ -63,6 +70,12 @@ class ServerProcess:
                 time.sleep(0.1)
         self.proc.kill()
         raise RankstackError(f"rankstack serve never answered /health\n{self.log_tail()}")
+
+    def _drain(self) -> None:
+        with open(self.log_path, "a") as log:
+            for line in self.proc.stdout:
+                log.write(line)
+                log.flush()
 
     def log_tail(self, n: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-n:]
