@@ -124,7 +124,8 @@ def _student(args, folder: str) -> tuple[str, str]:
     path, summ = demo_student(args.dataset, threads=args.threads)
     gen, flt, tr = summ.get("generation", {}), summ.get("filter", {}), summ.get("training", {})
     cost = summ.get("wall_seconds_this_call")
-    return str(path), (f"student: MiniLM-L6 cross-encoder distilled label-free on the {args.dataset} corpus (no "
+    kind = summ.get("config", {}).get("student_kind", "cross-encoder")
+    return str(path), (f"student: MiniLM-L6 {kind} student distilled label-free on the {args.dataset} corpus (no "
                        f"{args.dataset} query or judgement): {gen.get('kept', '?')} queries written by SmolLM2 for "
                        f"{gen.get('sampled', '?')} passages, {flt.get('kept', '?')} kept, teacher "
                        f"{summ.get('config', {}).get('teacher')}, {tr.get('pairs_per_second', '?')} pairs/s"
@@ -152,7 +153,10 @@ class _Loader:
         if name == "student":
             model, note = _student(args, model)
             self.notes.append(note)
-            return name, load_reranker("cross_encoder", model=model, cache=not args.no_cache, progress=True)
+            from rankstack.rerankers.registry import saved_reranker
+
+            kind = saved_reranker(model) or "cross_encoder"  # a train distill folder says which it is
+            return name, load_reranker(kind, model=model, cache=not args.no_cache, progress=True)
         try:
             cls = reranker_class(kind)
         except Exception as e:  # an unknown name is a usage error, said before any model loads

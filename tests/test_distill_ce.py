@@ -163,7 +163,7 @@ def test_dense_student_moves_from_its_own_order_to_the_teachers_and_loads_back(b
     """The teacher here prefers the off-topic passages (reversed order), which the MiniLM bi-encoder
     does not: trained on the teacher's lists, the student follows the teacher."""
     from rankstack.rerankers import load_reranker
-    from rankstack.rerankers.registry import save_options
+    from rankstack.rerankers.registry import save_options, saved_reranker
     from rankstack.training.cross_encoder import cross_encoder_examples
     from rankstack.training.dense_student import dense_columns, train_dense_student
 
@@ -180,6 +180,7 @@ def test_dense_student_moves_from_its_own_order_to_the_teachers_and_loads_back(b
     losses = res.losses()
     assert losses[-1] < losses[0], losses
     save_options(tmp_path / "bi", "dense", {})
+    assert saved_reranker(tmp_path / "bi") == "dense" and saved_reranker(tmp_path) is None  # how demo loads it
     after = load_reranker("dense", model=str(tmp_path / "bi"), cache=False, progress=False)
     ranking = after.rerank("how do bees make honey", docs)
     assert ranking.docids.index("d3") < ranking.docids.index("d0"), ranking.docids

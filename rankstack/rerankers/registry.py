@@ -114,6 +114,17 @@ def save_options(folder, reranker: str, options: dict) -> None:
     (Path(folder) / SAVED_OPTIONS).write_text(json.dumps({"reranker": reranker, "options": options}, indent=2) + "\n")
 
 
+def saved_reranker(model) -> str | None:
+    """The reranker name :func:`save_options` recorded in a model folder (``dense`` for a dense
+    student, ``cross_encoder`` for a cross-encoder one), or None when the folder records none."""
+    import json
+    from pathlib import Path
+
+    if model is None or not isinstance(model, (str, Path)) or not (Path(model) / SAVED_OPTIONS).is_file():
+        return None
+    return json.loads((Path(model) / SAVED_OPTIONS).read_text()).get("reranker")
+
+
 def saved_options(model, name: str) -> dict:
     """The options :func:`save_options` recorded in a model folder for reranker ``name``.
 
