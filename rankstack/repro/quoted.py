@@ -42,7 +42,6 @@ ALLOWED = (
     ("*", "32,768", "a setting: --max-batch-tokens on a GPU"),
     ("*", "6,980", "a data fact: MS MARCO dev's query count"),
     ("*", "698,000", "arithmetic on a data fact: 6,980 queries x 100 candidates"),
-    ("cpu-and-long-documents.md", "0.15", "a setting: engine_tolerance's default for int8 engines"),
     ("cpu-and-long-documents.md", "4.58", "a version pin: optimum-onnx / optimum-intel need transformers < 4.58"),
 )
 
