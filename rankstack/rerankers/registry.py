@@ -114,15 +114,20 @@ def save_options(folder, reranker: str, options: dict) -> None:
     (Path(folder) / SAVED_OPTIONS).write_text(json.dumps({"reranker": reranker, "options": options}, indent=2) + "\n")
 
 
-def saved_reranker(model) -> str | None:
-    """The reranker name :func:`save_options` recorded in a model folder (``dense`` for a dense
-    student, ``cross_encoder`` for a cross-encoder one), or None when the folder records none."""
+def _saved(model) -> dict:
+    """What :func:`save_options` wrote in a model folder (empty for anything else)."""
     import json
     from pathlib import Path
 
     if model is None or not isinstance(model, (str, Path)) or not (Path(model) / SAVED_OPTIONS).is_file():
-        return None
-    return json.loads((Path(model) / SAVED_OPTIONS).read_text()).get("reranker")
+        return {}
+    return json.loads((Path(model) / SAVED_OPTIONS).read_text())
+
+
+def saved_reranker(model) -> str | None:
+    """The reranker name :func:`save_options` recorded in a model folder (``dense`` for a dense
+    student, ``cross_encoder`` for a cross-encoder one), or None when the folder records none."""
+    return _saved(model).get("reranker")
 
 
 def saved_options(model, name: str) -> dict:
@@ -135,14 +140,6 @@ def saved_options(model, name: str) -> dict:
     Returns:
         The options (empty when none are saved for ``name``).
     """
-    import json
-    from pathlib import Path
-
-    if model is None or not isinstance(model, (str, Path)):
-        return {}
-    f = Path(model) / SAVED_OPTIONS
-    if not f.is_file():
-        return {}
-    data = json.loads(f.read_text())
+    data = _saved(model)
     return dict(data.get("options", {})) if data.get("reranker") == name else {}
 

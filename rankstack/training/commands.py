@@ -323,7 +323,9 @@ def cmd_distill(args) -> int:
         print(f"trained in {t['seconds'] / 60:.1f} min: {t['tokens']} tokens, {t['tokens_per_second']} tokens/s")
     if summary.get("validation"):
         print(f"held-out synthetic queries: {json.dumps(summary['validation'])}")
-    reranker = {"cross-encoder": "cross_encoder", "dense": "dense"}.get(args.student_kind, args.paradigm)
+    from rankstack.training.ce_recipe import RERANKER
+
+    reranker = RERANKER.get(args.student_kind, args.paradigm)
     final = f"{args.out}/round2/model" if args.rounds == 2 else f"{args.out}/model"
     print(f"saved: {final}  (use: rankstack rerank --reranker {reranker} --model {final} ...)")
     return 0

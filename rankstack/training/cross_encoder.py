@@ -113,17 +113,34 @@ def _loss(model, name: str, mini_batch_size: int | None):
     return L.MarginMSELoss(model)
 
 
+def encoder_path(model: str, kind: str = "cross-encoder") -> str:
+    """An encoder student's model: an alias (``minilm-l6``), a folder or a hub id, as a path or id."""
+    from rankstack.models import ALIASES
+
+    path = ALIASES[model]() if model in ALIASES else model
+    if not (Path(path).is_dir() or "/" in path):
+        raise RankstackError(f"{kind} student {model!r}: not a folder, alias ({', '.join(ALIASES)}) or hub id")
+    return path
+
+
+def train_in_bf16(bf16: bool | None) -> bool:
+    """``bf16`` as given, or by default: on a GPU, or where the CPU has bf16 instructions."""
+    if bf16 is not None:
+        return bool(bf16)
+    import torch
+
+    from rankstack.hardware import has_bf16
+
+    return torch.cuda.is_available() or has_bf16()
+
+
 def load_student(model: str = "minilm-l6", max_length: int = 128, seed: int = 0):
     """A :class:`CrossEncoder` to train: a cross-encoder folder as it is, or an encoder folder
     (e.g. the ``minilm-l6`` bi-encoder) with a new one-logit head, seeded."""
     import torch
     from sentence_transformers.cross_encoder import CrossEncoder
 
-    from rankstack.models import ALIASES
-
-    path = ALIASES[model]() if model in ALIASES else model
-    if not (Path(path).is_dir() or "/" in path):
-        raise RankstackError(f"cross-encoder student {model!r}: not a folder, alias ({', '.join(ALIASES)}) or hub id")
+    path = encoder_path(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         try:
@@ -165,10 +182,7 @@ def train_cross_encoder(dataset, model: str = "minilm-l6", output_dir="ce-out", 
 
     if loss not in LOSSES:
         raise RankstackError(f"unknown cross-encoder loss {loss!r}; one of {', '.join(LOSSES)}")
-    if bf16 is None:
-        from rankstack.hardware import has_bf16
-
-        bf16 = torch.cuda.is_available() or has_bf16()
+    bf16 = train_in_bf16(bf16)
     ce = load_student(model, max_length, seed)
     pairs = pair_texts(dataset)
     tokens = sum(len(x) for x in ce.tokenizer([q for q, _ in pairs], [d for _, d in pairs], truncation=True,

@@ -71,16 +71,11 @@ def train_dense_student(dataset, model: str = "minilm-l6", output_dir="dense-out
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import DistillKLDivLoss
 
-    from rankstack.models import ALIASES
+    from rankstack.training.cross_encoder import encoder_path, train_in_bf16
     from rankstack.training.sft import TrainResult
 
-    if bf16 is None:
-        from rankstack.hardware import has_bf16
-
-        bf16 = torch.cuda.is_available() or has_bf16()
-    path = ALIASES[model]() if model in ALIASES else model
-    if not (Path(path).is_dir() or "/" in path):
-        raise RankstackError(f"dense student {model!r}: not a folder, alias ({', '.join(ALIASES)}) or hub id")
+    bf16 = train_in_bf16(bf16)
+    path = encoder_path(model, "dense")
     data = dense_columns(dataset)
     st = SentenceTransformer(path, device="cuda" if torch.cuda.is_available() else "cpu")
     own_length, st.max_seq_length = st.max_seq_length, max_length  # trained on max_length; runs at its own
